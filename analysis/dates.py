@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from .schema import TIMESTAMP
 
 _SAMPLE = 5000
+_ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$"
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def _share(sample: pa.Array, fmt: DateFormat) -> float:
     if len(sample) == 0:
         return 0.0
     if fmt is ISO:
-        iso = pc.match_substring_regex(sample, r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$")
+        iso = pc.match_substring_regex(sample, _ISO_PATTERN)
         return pc.sum(iso).as_py() / len(sample)
     parsed = pc.strptime(sample, format=fmt.pattern, unit="ns", error_is_null=True)
     return (len(sample) - parsed.null_count) / len(sample)

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 
 from . import dates, textio
+from .columns import map_unique, to_arrow
 from .errors import TraceLoadError
 from .formats import (
     BY_NAME,
@@ -162,7 +163,7 @@ def load_trace(
     paths: PathLike | Iterable[PathLike],
     *,
     dayfirst: bool | None = None,
-    format: str | None = None,  # noqa: A002 - the issue names it so
+    format: str | None = None,
     tz_offset: str | float | None = None,
     trace_format: str | None = None,
     tenant_domains: Iterable[str] | None = None,
@@ -284,8 +285,7 @@ def _read_file(name: str, raw: bytes, options: _Options, report: FileReport) -> 
     frame = _timestamps(frame, parsed, fmt, present, options, report, name)
     frame = _expand_layout(frame, fmt, report)
     frame = _reject_unidentified(frame, report)
-    frame["source_format"] = fmt.name
-    frame["source_file"] = name
+    frame.attrs.update(source_format=fmt.name, source_file=name)
     report.events = len(frame)
     return frame
 
@@ -315,8 +315,7 @@ def _parse(data: bytes, name: str, options: _Options, report: FileReport) -> tup
     report.delimiter = delimiter
     fmt, present = _detect(header, name, first + 1, options, is_tracking_log=False)
     offset = int(starts[first])
-    body = memoryview(data)[offset:]
-    parsed = _pyarrow_parse(body, header, delimiter, first, name, report, has_header=True)
+    parsed = _pyarrow_parse(data, offset, header, delimiter, first, name, report, has_header=True)
     _drop_repeated_headers(parsed, report)
     return parsed, fmt, present
 
@@ -380,18 +379,18 @@ def _unique_names(header: list[str]) -> list[str]:
     return names
 
 
-def _pyarrow_parse(body: memoryview, header: list[str], delimiter: str, header_index: int, name: str,
+def _pyarrow_parse(data: bytes, start: int, header: list[str], delimiter: str, header_index: int, name: str,
                    report: FileReport, *, has_header: bool,
                    line_map: np.ndarray | None = None) -> _Parsed:
-    """Parse CSV ``body`` (starting with the header line when ``has_header``) into a string table."""
+    """Parse the CSV in ``data[start:]`` (beginning with its header line when ``has_header``) into strings."""
     names = _unique_names(header)
-    unterminated = textio.unterminated_quote_line(body)
+    end = len(data)
+    unterminated = textio.unterminated_quote_line(data, start)
     swallowed = 0
     if unterminated is not None:
-        cut = int(textio.line_offsets(body)[unterminated - 1])
-        tail_lines = bytes(body[cut:]).count(b"\n") + (0 if bytes(body[-1:]) == b"\n" else 1)
-        swallowed = tail_lines
-        body = body[:cut]
+        end = start + int(textio.line_offsets(memoryview(data)[start:])[unterminated - 1])
+        swallowed = data.count(b"\n", end) + (0 if data.endswith(b"\n") else 1)
+    body = memoryview(data)[start:end]
     invalid: list[tuple[int | None, int, int, str]] = []
 
     def on_invalid(row: pv.InvalidRow) -> str:
@@ -417,7 +416,7 @@ def _pyarrow_parse(body: memoryview, header: list[str], delimiter: str, header_i
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
         raise TraceLoadError(name, f"the CSV could not be parsed: {exc}",
                              expected=f"{len(names)} {delimiter!r}-separated fields per row") from exc
-    starts = _record_lines(body, table.num_rows + len(invalid) + (1 if has_header else 0))
+    starts = _record_lines(data, start, end, table.num_rows + len(invalid) + (1 if has_header else 0))
 
     def to_file_lines(records: np.ndarray) -> np.ndarray:
         lines = starts[np.asarray(records, dtype=np.int64) - 1]
@@ -443,14 +442,12 @@ def _pyarrow_parse(body: memoryview, header: list[str], delimiter: str, header_i
     return _Parsed(table, header, to_file_lines, table.num_rows + len(invalid) + swallowed)
 
 
-def _record_lines(body: memoryview, expected_records: int) -> np.ndarray:
-    """Line (within ``body``) where each record starts; a cheap count when no field holds a line break."""
-    data = body.obj if isinstance(body.obj, bytes) and len(body) == len(body.obj) else bytes(body)
-    newlines = data.count(b"\n")
-    lines = newlines + (0 if data.endswith(b"\n") else 1)
-    if lines == expected_records and b"\n\n" not in data and b"\n\r\n" not in data:
+def _record_lines(data: bytes, start: int, end: int, expected_records: int) -> np.ndarray:
+    """Line (counted from ``start``) where each record starts; a cheap count when no field holds a line break."""
+    lines = data.count(b"\n", start, end) + (0 if data[end - 1:end] == b"\n" else 1)
+    if lines == expected_records:  # every line is one record: no line breaks inside fields, no blank lines
         return np.arange(1, lines + 1, dtype=np.int64)
-    return textio.record_start_lines(body)
+    return textio.record_start_lines(memoryview(data)[start:end])
 
 
 def _drop_repeated_headers(parsed: _Parsed, report: FileReport) -> None:
@@ -491,14 +488,14 @@ def _parse_tracking_log(data: bytes, name: str, options: _Options, report: FileR
     if is_comment.any():
         pieces = [data[int(valid_offsets[i - 1]):int(offsets[i]) if i < len(offsets) else len(data)]
                   for i in kept_lines]
-        body = memoryview(b"".join(pieces))
+        body = b"".join(pieces)
     else:
-        body = memoryview(data)
+        body = data
     if not kept_lines.size:
         parsed = _Parsed(pa.table({**{h: pa.array([], pa.string()) for h in _unique_names(header)},
                                    "__line__": pa.array([], pa.int64())}), header, lambda r: r, 0)
         return parsed, fmt, present
-    parsed = _pyarrow_parse(body, header, ",", 0, name, report, has_header=False, line_map=kept_lines)
+    parsed = _pyarrow_parse(body, 0, header, ",", 0, name, report, has_header=False, line_map=kept_lines)
     return parsed, fmt, present
 
 
@@ -558,7 +555,7 @@ def _timestamps(frame: pd.DataFrame, parsed: _Parsed, fmt: TraceFormat, present:
             report.time_zone = "UTC (assumed: the export does not say; pass tz_offset= if it was another zone)"
             report.warnings.append("the times are in the exporting admin's time zone, which the file does not "
                                    "name: assumed UTC")
-    frame["timestamp"] = dates.parse(values, sniffed.fmt, offset).to_numpy()
+    frame["timestamp"] = dates.parse(values, sniffed.fmt, offset).array
     bad = frame["timestamp"].isna().to_numpy()
     if bad.any():
         raw = values.to_pandas().to_numpy()[bad]
@@ -591,8 +588,8 @@ def _expand_layout(frame: pd.DataFrame, fmt: TraceFormat, report: FileReport) ->
 
 def _normalized_values(values: pd.Series, mapping: dict[str, str], what: str | None, report: FileReport
                        ) -> pd.Series:
-    keys = values.str.lower().str.replace(r"[^a-z0-9]", "", regex=True)
-    mapped = keys.map(mapping).astype(STRING)
+    mapped = map_unique(values, lambda v: v.str.lower().str.replace(r"[^a-z0-9]", "", regex=True)
+                        .map(mapping).astype(STRING))
     unknown = values[mapped.isna() & values.notna()]
     if what and len(unknown):
         shown = ", ".join(sorted(map(str, unknown.unique()))[:5])
@@ -651,9 +648,9 @@ def _explode_tracking(frame: pd.DataFrame, report: FileReport) -> pd.DataFrame:
 
 def _split_status_lists(statuses: pd.Series, counts: pd.Series) -> pd.Series:
     """Split each recipient-status list on the ``;`` that separate entries (not those inside ``{...}``/``[...]``)."""
-    uniques, codes = pd.factorize(statuses.astype(object), use_na_sentinel=True)
+    codes, uniques = pd.factorize(statuses.astype(object), use_na_sentinel=True)
     split = [_top_level_split(value) for value in uniques]
-    lookup = pd.Series(split + [[]], dtype=object)
+    lookup = pd.Series([*split, []], dtype=object)
     return pd.Series(lookup.iloc[np.where(codes < 0, len(split), codes)].to_numpy(), index=statuses.index)
 
 
@@ -690,12 +687,16 @@ def _combine(frames: list[pd.DataFrame], report: LoadReport, tenant_domains: Ite
     if not frames:
         return empty_events()
     events = pd.concat(frames, ignore_index=True)
+    for column in ("source_file", "source_format"):
+        events[column] = _categorical_by_frame(frames, column)
     events = events.rename(columns={"__line__": "source_row"})
+    for column in EVENT_COLUMNS:
+        if column not in events:
+            events[column] = pd.Series(pd.NA, index=events.index, dtype=STRING)
     for column in ("sender", "recipient"):
-        events[column] = _address(events[column])
-    events["recipient_domain"] = events["recipient"].str.rsplit("@", n=1).str[-1].where(
-        events["recipient"].str.contains("@", regex=False))
-    events["trace_id"] = events["trace_id"].str.lower() if "trace_id" in events else pd.NA
+        events[column] = map_unique(events[column].astype(STRING), _address)
+    events["recipient_domain"] = map_unique(events["recipient"], _domain)
+    events["trace_id"] = map_unique(events["trace_id"].astype(STRING), lambda v: v.str.lower())
     events["size_bytes"] = _sizes(events, report)
     events = _join_detail_to_summary(events)
     events = _derive_status(events)
@@ -705,29 +706,43 @@ def _combine(frames: list[pd.DataFrame], report: LoadReport, tenant_domains: Ite
     events = events.drop(columns=[c for c in ("directionality",) if c in events])
     events = conform(events, EVENT_COLUMNS)
     events = events[list(EVENT_COLUMNS)]
-    events = events.sort_values(["timestamp", "source_file", "source_row"], kind="stable", ignore_index=True)
     return events
+
+
+def _domain(addresses: pd.Series) -> pd.Series:
+    return addresses.str.rsplit("@", n=1).str[-1].where(addresses.str.contains("@", regex=False)).astype(STRING)
+
+
+def _categorical_by_frame(frames: list[pd.DataFrame], key: str) -> pd.Categorical:
+    """A categorical column holding each frame's ``attrs[key]`` on all of its rows (built from codes, no hashing)."""
+    names = [f.attrs[key] for f in frames]
+    categories = list(dict.fromkeys(names))
+    codes = np.repeat([categories.index(n) for n in names], [len(f) for f in frames])
+    return pd.Categorical.from_codes(codes, categories)
 
 
 def _address(values: pd.Series) -> pd.Series:
     """Lower-cased bare address: ``"Name" <a@b.com>`` -> ``a@b.com``."""
     values = values.astype(STRING).str.strip().str.lower()
-    bracketed = values.str.extract(r"<([^<>\s]+@[^<>\s]+)>\s*$", expand=False)
-    return bracketed.fillna(values).str.strip('"').replace("", pd.NA).astype(STRING)
+    parts = values.str.extract(r'([^<>\s"]+)"?@([^<>\s"@]+?)>?$')
+    bare = (parts[0] + "@" + parts[1]).astype(STRING)
+    return bare.fillna(values.str.strip('"')).replace("", pd.NA).astype(STRING)
 
 
 def _sizes(events: pd.DataFrame, report: LoadReport) -> pd.Series:
     raw = events.get("size_bytes")
     if raw is None:
         return pd.Series(pd.array([pd.NA] * len(events), dtype="Int64"))
-    cleaned = raw.astype(STRING).str.replace(r"[\s,.'\u00a0]", "", regex=True)
-    numbers = pd.to_numeric(cleaned, errors="coerce")
-    bad = (raw.notna() & (numbers.isna() | (numbers < 0)))
+    text = pc.replace_substring_regex(to_arrow(raw), r"[\s,.'\x{00a0}]", "")
+    digits = pc.match_substring_regex(text, r"^[0-9]{1,18}$")
+    numbers = pd.Series(pc.cast(pc.if_else(digits, text, pa.scalar(None, pa.string())), pa.int64())
+                        .to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), index=raw.index)
+    bad = raw.notna() & numbers.isna()
     if bad.any():
         for path, count in events.loc[bad, "source_file"].value_counts().items():
             _file(report, path).warnings.append(
                 f"{count} sizes are not a whole number of bytes >= 0 and were left empty")
-    return numbers.where(~bad).astype("Int64")
+    return numbers
 
 
 def _file(report: LoadReport, path: str) -> FileReport:
@@ -771,7 +786,7 @@ def _derive_status(events: pd.DataFrame) -> pd.DataFrame:
     key = events["trace_id"].fillna(events["message_id"]).fillna("") + "|" + events["recipient"].fillna("")
     ordered = pd.DataFrame({"key": key, "outcome": outcome, "t": events["timestamp"]}).dropna(subset=["outcome"])
     final = ordered.sort_values("t", kind="stable").drop_duplicates("key", keep="last").set_index("key")["outcome"]
-    events.loc[missing, "status"] = key[missing].map(final)
+    events.loc[missing, "status"] = key[missing].map(final).astype(STRING)
     return events
 
 
@@ -793,7 +808,7 @@ def _parse_replies(events: pd.DataFrame) -> pd.DataFrame:
 
 def _direction(events: pd.DataFrame, tenant_domains: Iterable[str] | None) -> pd.Series:
     """outbound / inbound / internal from the tenant's domains (given, or those that send the outbound attempts)."""
-    sender_domain = events["sender"].str.rsplit("@", n=1).str[-1]
+    sender_domain = map_unique(events["sender"], _domain)
     recipient_domain = events["recipient_domain"].astype(STRING)
     if tenant_domains is not None:
         tenant = {d.lower().strip() for d in tenant_domains}
@@ -814,14 +829,17 @@ def _direction(events: pd.DataFrame, tenant_domains: Iterable[str] | None) -> pd
 
 def _in_domains(domains: pd.Series, tenant: set[str]) -> pd.Series:
     """True where a domain is one of ``tenant`` or a sub-domain of one (whole-column, on unique values)."""
-    uniques = pd.Series(domains.dropna().unique(), dtype=object)
-    member = {d: (d in tenant or any(d.endswith("." + t) for t in tenant)) for d in uniques}
-    return domains.map(member).fillna(False).astype(bool)
+    suffixes = tuple("." + t for t in tenant)
+    member = map_unique(domains, lambda d: d.isin(tenant) | d.str.endswith(suffixes) if suffixes else d.isin(tenant))
+    return member.fillna(False).astype(bool)
 
 
 def _drop_duplicates(events: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
     """Drop events already loaded from an earlier file (overlapping exports); count them per file."""
     key = [c for c in EVENT_KEY if c in events]
+    files_per_format = events.groupby("source_format", observed=True)["source_file"].nunique()
+    if not (files_per_format > 1).any():
+        return _count_loaded(events, report)
     occurrence = events.groupby([*key, "source_file"], dropna=False, sort=False, observed=True).cumcount()
     keyed = events[key].assign(__occurrence__=occurrence.to_numpy())
     duplicate = keyed.duplicated(keep="first")
@@ -833,7 +851,15 @@ def _drop_duplicates(events: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
         for path, count in whole["source_file"].value_counts().items():
             _file(report, path).duplicates_removed += int(count)
         events = events.loc[~duplicate].reset_index(drop=True)
-    loaded = events.groupby("source_file", observed=True)["source_row"].nunique()
+    return _count_loaded(events, report)
+
+
+def _count_loaded(events: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
+    file_codes = events["source_file"].cat.codes.to_numpy()
+    rows = events["source_row"].to_numpy()
+    new_record = np.ones(len(events), dtype=bool)
+    new_record[1:] = (rows[1:] != rows[:-1]) | (file_codes[1:] != file_codes[:-1])
+    loaded = pd.Series(new_record).groupby(events["source_file"].to_numpy()).sum()
     counts = events["source_file"].value_counts()
     for f in report.files:
         f.rows_loaded = int(loaded.get(f.path, 0))

@@ -186,11 +186,14 @@ def line_number_of_offsets(buf: np.ndarray, offsets: np.ndarray, chunk_size: int
     return np.searchsorted(newline_positions, offsets, side="left").astype(np.int64) + 1
 
 
-def unterminated_quote_line(data: bytes | memoryview) -> int | None:
-    """Line on which a quoted field opens and never closes (a CSV parser would swallow the rest), else None."""
-    if bytes(data[-1:]) == b"" or np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 34) % 2 == 0:
+def unterminated_quote_line(data: bytes, start: int = 0) -> int | None:
+    """Line (counted from ``start``) on which a quoted field opens and never closes, else None.
+
+    A CSV parser would silently swallow everything after such a quote into one field.
+    """
+    if data.count(b'"', start) % 2 == 0:
         return None
-    return int(record_start_lines(data)[-1])
+    return int(record_start_lines(memoryview(data)[start:])[-1])
 
 
 def line_offsets(data: bytes | memoryview) -> np.ndarray:
