@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("analysis.causes", "classify SMTP replies (one per line) into causes, as CSV"),
     "endpoints": ("analysis.endpoints", "show or update Microsoft 365 endpoint data, show changes"),
     "audit-allowlist": ("analysis.allowlist", "audit a gateway allow-list against Exchange Online ranges"),
+    "report": ("analysis.report", "render the investigation of trace files into a shareable HTML report"),
     "sample": ("analysis.sample", "write the bundled sample trace (or a big one for benchmarks)"),
 }
 
