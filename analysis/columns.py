@@ -18,7 +18,7 @@ def map_unique(values: pd.Series, transform: Callable[[pd.Series], pd.Series]) -
 
 def spread(result: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
     """Row ``i`` of the output is ``result[codes[i]]`` (NA where the code is -1)."""
-    taken = pd.api.extensions.take(result.array, codes, allow_fill=True)
+    taken = result.array.take(codes, allow_fill=True)
     return pd.Series(taken, index=index, name=result.name)
 
 
