@@ -1,0 +1,144 @@
+"""Recipient-side mail gateway vendors, recognised from the remote host name or the SMTP reply.
+
+The fingerprints are data: ``analysis/data/gateways.toml`` (host suffixes, host patterns, reply patterns
+and the sources they come from). :func:`identify_gateways` works on whole columns: each distinct host
+and each distinct reply is examined once.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import ExoDeferralsError
+
+__all__ = ["Fingerprint", "identify_gateways", "load_fingerprints"]
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """One entry of gateways.toml."""
+
+    vendor: str
+    product: str
+    hosts: tuple[str, ...]
+    host_patterns: tuple[re.Pattern[str], ...]
+    replies: tuple[re.Pattern[str], ...]
+    sources: tuple[str, ...]
+    note: str | None = None
+
+
+def load_fingerprints(path: str | Path | None = None) -> tuple[Fingerprint, ...]:
+    """The fingerprints of ``path`` (default: the file shipped in the package), validated."""
+    if path is None:
+        return _shipped()
+    return _parse(Path(path).read_text(encoding="utf-8"), str(path))
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> tuple[Fingerprint, ...]:
+    text = resources.files("analysis").joinpath("data", "gateways.toml").read_text(encoding="utf-8")
+    return _parse(text, "analysis/data/gateways.toml")
+
+
+def _parse(text: str, where: str) -> tuple[Fingerprint, ...]:
+    try:
+        entries = tomllib.loads(text).get("gateway", [])
+    except tomllib.TOMLDecodeError as exc:
+        raise ExoDeferralsError(f"{where}: not valid TOML: {exc}") from None
+    out = []
+    for n, entry in enumerate(entries, 1):
+        def fail(problem: str, n: int = n) -> ExoDeferralsError:
+            return ExoDeferralsError(f"{where}: gateway entry {n}: {problem}")
+
+        vendor = entry.get("vendor")
+        if not isinstance(vendor, str) or not vendor.strip():
+            raise fail("no vendor")
+        lists = {}
+        for key in ("hosts", "host_patterns", "replies", "sources"):
+            value = entry.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise fail(f"{key} is not a list of strings")
+            lists[key] = value
+        if not (lists["hosts"] or lists["host_patterns"] or lists["replies"]):
+            raise fail("no hosts, host_patterns or replies")
+        if not lists["sources"]:
+            raise fail("no sources")
+        try:
+            host_patterns = tuple(re.compile(p) for p in lists["host_patterns"])
+            replies = tuple(re.compile(p, re.IGNORECASE) for p in lists["replies"])
+        except re.error as exc:
+            raise fail(f"bad regular expression: {exc}") from None
+        out.append(Fingerprint(
+            vendor=vendor.strip(), product=str(entry.get("product", "")),
+            hosts=tuple(h.lower().strip(".") for h in lists["hosts"]), host_patterns=host_patterns,
+            replies=replies, sources=tuple(lists["sources"]), note=entry.get("note"),
+        ))
+    if not out:
+        raise ExoDeferralsError(f"{where}: no [[gateway]] entries")
+    return tuple(out)
+
+
+def identify_gateways(remote_host: pd.Series, reply: pd.Series | None = None, *,
+                      fingerprints: Sequence[Fingerprint] | None = None) -> pd.Series:
+    """The recipient gateway vendor per row: a categorical Series aligned with ``remote_host``, NA if unknown.
+
+    The host name decides first (the longest matching suffix, then the host patterns); the reply text
+    is used only for rows whose host identified nothing.
+    """
+    fingerprints = load_fingerprints() if fingerprints is None else tuple(fingerprints)
+    vendors = list(dict.fromkeys(f.vendor for f in fingerprints))
+    code_of = {v: n for n, v in enumerate(vendors)}
+    suffixes: dict[str, int] = {}
+    for f in fingerprints:
+        for host in f.hosts:
+            suffixes.setdefault(host, code_of[f.vendor])
+    patterns = [(p, code_of[f.vendor]) for f in fingerprints for p in f.host_patterns]
+    replies = [(p, code_of[f.vendor]) for f in fingerprints for p in f.replies]
+
+    result = _per_distinct(remote_host, lambda host: _host_vendor(host, suffixes, patterns))
+    if reply is not None:
+        if len(reply) != len(remote_host):
+            raise ExoDeferralsError(f"reply has {len(reply)} rows, remote_host has {len(remote_host)}")
+        unknown = result < 0
+        if unknown.any():
+            by_reply = _per_distinct(reply[unknown], lambda text: _reply_vendor(text, replies))
+            result[unknown] = by_reply
+    return pd.Series(pd.Categorical.from_codes(result, categories=vendors), index=remote_host.index,
+                     name="gateway")
+
+
+def _per_distinct(values: pd.Series, decide) -> np.ndarray:
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if not len(uniques):
+        return np.full(len(values), -1, dtype=np.int64)
+    decided = np.array([decide(str(u)) for u in uniques] + [-1], dtype=np.int64)
+    return decided[np.where(codes >= 0, codes, len(uniques))]
+
+
+def _host_vendor(host: str, suffixes: dict[str, int], patterns: list[tuple[re.Pattern[str], int]]) -> int:
+    name = host.strip().strip("[]").lower().rstrip(".")
+    labels = name.split(".")
+    for n in range(len(labels)):
+        code = suffixes.get(".".join(labels[n:]))
+        if code is not None:
+            return code
+    for pattern, code in patterns:
+        if pattern.fullmatch(name):
+            return code
+    return -1
+
+
+def _reply_vendor(text: str, replies: list[tuple[re.Pattern[str], int]]) -> int:
+    for pattern, code in replies:
+        if pattern.search(text):
+            return code
+    return -1
