@@ -7,9 +7,11 @@ recipient gateway vendor. Then three cross-event rules refine the per-reply caus
 
 * **selective refusal by source range** - a recipient domain (or host) that refuses some Exchange Online
   source ranges (the published range the EXO IP falls in, or its /24 when unpublished) and accepts others
-  is a ``gateway_block``, with the refused and accepted ranges as evidence. Generic causes (unknown,
-  recipient_server_down, gateway_block) are overridden; greylisting, rate limiting and reputation only when
-  the split is clear (refused ranges: at least 3 refusals over 2 messages; accepted ranges: 2 accepts).
+  is a ``gateway_block``, with the refused and accepted ranges as evidence, when the split is clear: at least
+  3 refusals over 2 messages and 2 accepts, and a split that chance would produce less than 1% of the time
+  given the site's overall refusal rate (greylisting and outages refuse every range at first). Generic causes
+  (unknown, recipient_server_down, gateway_block) and range-sensitive ones (greylisting, rate limiting,
+  reputation) are overridden; specific ones (bad address, TLS, ...) never.
 * **retry outcome** - a message/recipient deferred once or twice with an unexplained 4xx and then delivered
   was greylisted; greylisting that never clears (the message failed, or 3+ deferrals without acceptance) is
   a persistent refusal (``gateway_block``).
@@ -41,6 +43,7 @@ ACCEPTED_EVENTS = ("deliver", "send")
 GENERIC_CAUSES = ("unknown", "recipient_server_down", "gateway_block")
 RANGE_SENSITIVE_CAUSES = ("greylisting", "rate_limited", "reputation_blocklist")
 CLEAR_REFUSALS, CLEAR_MESSAGES, CLEAR_ACCEPTS = 3, 2, 2
+CHANCE_SPLIT_MAX = 0.01  # a split this likely to arise by chance is not evidence
 ACCEPTED_RANGE_MAX_REFUSED = 0.1  # an accepting range may show this share of (unrelated) refusals
 GREYLIST_MAX_DEFERRALS = 2
 PERSISTENT_DEFERRALS = 3
@@ -165,12 +168,14 @@ def _selective_refusals(out: pd.DataFrame, keys: pd.DataFrame, cidr: pd.Series) 
         "messages": stats["messages"].where(stats["refusing"], 0).groupby(level="site").sum(),
         "accepts": stats["accepted"].where(stats["accepting"], 0).groupby(level="site").sum(),
     })
+    per_site["refused_all"] = stats["refused"].groupby(level="site").sum()
+    per_site["accepted_all"] = stats["accepted"].groupby(level="site").sum()
     selective = per_site[per_site["refusing"] & per_site["accepting"]]
     if selective.empty:
         return changed
     clear = (
         (selective["refusals"] >= CLEAR_REFUSALS) & (selective["messages"] >= CLEAR_MESSAGES)
-        & (selective["accepts"] >= CLEAR_ACCEPTS)
+        & (selective["accepts"] >= CLEAR_ACCEPTS) & (_chance_of_split(selective) < CHANCE_SPLIT_MAX)
     )
     evidence = {site: _split_evidence(site, stats.loc[site]) for site in selective.index}
     refusing = stats[stats["refusing"]].reset_index()[["site", "range"]]
@@ -178,11 +183,29 @@ def _selective_refusals(out: pd.DataFrame, keys: pd.DataFrame, cidr: pd.Series) 
     row_key = pd.MultiIndex.from_arrays([keys["site"], source])
     in_refusing = row_key.isin(pd.MultiIndex.from_frame(refusing))
     clear_site = keys["site"].isin(clear[clear].index).to_numpy()
-    cause = out["cause"]
-    overridable = cause.isin(GENERIC_CAUSES).to_numpy() | (cause.isin(RANGE_SENSITIVE_CAUSES).to_numpy() & clear_site)
+    overridable = clear_site  # candidate rows already have a generic or range-sensitive cause
     rows = pd.Series(candidate.to_numpy() & in_refusing & overridable, index=out.index)
+    # attempts whose source IP the export does not carry (e.g. Get-MessageTraceDetail) but whose reply the
+    # same site gave to the refused ranges are the same refusal
+    same_reply = out["cause_rule"].isin(out.loc[rows, "cause_rule"].dropna().unique()).to_numpy()
+    unsourced = pd.Series(candidate.to_numpy() & source.isna().to_numpy() & same_reply & overridable
+                          & keys["site"].isin(selective.index).to_numpy(), index=out.index)
     _set_cause(out, rows, "gateway_block", "cross:selective-range-refusal", keys["site"][rows].map(evidence))
-    return rows
+    _set_cause(out, unsourced, "gateway_block", "cross:selective-range-refusal",
+               keys["site"][unsourced].map(evidence) + "; this attempt's source IP is not in its export, but "
+               "its reply is the one the refused ranges got")
+    return rows | unsourced
+
+
+def _chance_of_split(sites: pd.DataFrame) -> pd.Series:
+    """How likely each site's split is if its refusals had nothing to do with the source range.
+
+    With the site's overall refusal rate p, every attempt from the refusing ranges refused and every attempt
+    from the accepting ranges accepted has probability p**refusals * (1 - p)**accepts. Greylisting or an
+    outage (refusals from every range at first, then acceptance) gives splits that chance explains.
+    """
+    rate = sites["refused_all"] / (sites["refused_all"] + sites["accepted_all"])
+    return np.exp(sites["refusals"] * np.log(rate) + sites["accepts"] * np.log1p(-rate))
 
 
 def _split_evidence(site: str, ranges: pd.DataFrame) -> str:

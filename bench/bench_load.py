@@ -67,9 +67,9 @@ def run(task: str, *args: str) -> dict[str, float]:
 def make_inputs(folder: Path, rows: int) -> dict[str, tuple[Path, int]]:
     from analysis import sample
 
-    paths = sample.write_big(folder, rows=rows, formats=("messagetrace", "messagetrace_detail"))
-    return {"Get-MessageTrace CSV (PowerShell 5.1, #TYPE line)": (paths["messagetrace"], 1),
-            "Get-MessageTraceDetail CSV": (paths["messagetrace_detail"], 0)}
+    sample.write_big(folder, rows, formats=("messagetrace", "detail"))
+    return {"Get-MessageTrace CSV (PowerShell 5.1, #TYPE line)": (folder / "messagetrace_ps51_en-US.csv", 1),
+            "Get-MessageTraceDetail CSV": (folder / "messagetrace_detail.csv", 0)}
 
 
 def main(argv: list[str] | None = None) -> int:

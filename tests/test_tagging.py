@@ -124,15 +124,49 @@ def test_selective_refusal_by_source_range_is_a_gateway_block():
     assert "52.100.0.0/14" in final["cause_evidence"]
 
 
-def test_unpublished_sources_are_grouped_by_24():
-    rows = [
-        ("u1", "d@northwind.example", 0, "defer", VAGUE, "198.51.100.7"),
-        ("u1", "d@northwind.example", 5, "deliver", "250 ok", "203.0.113.9"),
+def test_refusals_without_a_source_ip_take_the_sites_split_when_their_reply_matches():
+    """A Detail export carries no EXO source IP; the same refusal seen with IPs in another export decides."""
+    reputation = "421 Your access to this mail system has been rejected due to the sending MTA's poor reputation"
+    rows = _story(reputation) + [
+        ("d1", "dave@tailspintoys.example", 30, "defer", reputation, None),
+        ("d1", "dave@tailspintoys.example", 40, "defer", TIMEOUT, None),
+        ("d2", "erin@fabrikam.example", 30, "defer", reputation, None),
     ]
+    out = tag(events(rows), endpoints=ENDPOINTS).set_index(["trace_id", "reply"])
+    unsourced = out.loc[("d1", reputation)]
+    assert unsourced["cause"] == "gateway_block"
+    assert "52.100.0.0/14" in unsourced["cause_evidence"] and "not in its export" in unsourced["cause_evidence"]
+    assert out.loc[("d1", TIMEOUT), "cause"] == "recipient_server_down"  # another reply keeps its own cause
+    assert out.loc[("d2", reputation), "cause"] == "reputation_blocklist"  # another site shows no split
+
+
+def test_unpublished_sources_are_grouped_by_24():
+    rows = []
+    for i in range(3):
+        rows += [
+            (f"u{i}", "d@northwind.example", 10 * i, "defer", VAGUE, f"198.51.100.{i + 7}"),
+            (f"u{i}", "d@northwind.example", 10 * i + 2, "defer", VAGUE, f"198.51.100.{i + 20}"),
+            (f"u{i}", "d@northwind.example", 10 * i + 5, "deliver", "250 ok", f"203.0.113.{i + 9}"),
+        ]
     out = tag(events(rows), endpoints=ENDPOINTS)
-    assert out["cause"].iloc[0] == "gateway_block"
-    assert "198.51.100.0/24 (1 refused)" in out["cause_evidence"].iloc[0]
-    assert "203.0.113.0/24 (1 accepted)" in out["cause_evidence"].iloc[0]
+    refusal = out[out["event"] == "defer"].iloc[0]
+    assert refusal["cause"] == "gateway_block"
+    assert "198.51.100.0/24 (6 refused)" in refusal["cause_evidence"]
+    assert "203.0.113.0/24 (3 accepted)" in refusal["cause_evidence"]
+
+
+def test_a_split_that_chance_explains_is_not_evidence():
+    """One refusal and one acceptance (or greylisting's refuse-then-accept) do not prove a range block."""
+    single = tag(events([("u1", "d@northwind.example", 0, "defer", VAGUE, "198.51.100.7"),
+                         ("u1", "d@northwind.example", 5, "deliver", "250 ok", "203.0.113.9")]), endpoints=ENDPOINTS)
+    assert single["cause"].iloc[0] != "gateway_block"
+    grey = []
+    for i in range(3):  # by chance every first attempt came from 40.107/16 and every retry from elsewhere
+        retry = f"40.92.{i}.1" if i < 2 else f"52.100.{i}.1"
+        grey += [(f"g{i}", "x@adventure.example", 10 * i, "defer", GREY, f"40.107.{i}.1"),
+                 (f"g{i}", "x@adventure.example", 10 * i + 8, "deliver", "250 ok", retry)]
+    out = tag(events(grey), endpoints=ENDPOINTS)
+    assert set(out.loc[out["event"] == "defer", "cause"]) == {"greylisting"}
 
 
 def test_a_clear_split_overrides_greylisting_text_but_a_single_refusal_does_not():
