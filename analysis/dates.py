@@ -7,8 +7,11 @@ to 7 fractional digits and ``Z``; Excel re-saves drop the seconds. Parsing uses 
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,6 +20,14 @@ from .schema import TIMESTAMP
 
 _SAMPLE = 5000
 _ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$"
+_OFFSET_SUFFIX = r"[T ].*(Z|z|[+-]\d{2}(:?\d{2})?)$"
+# inside what datetime64[ns] holds (1677-09-21 .. 2262-04-11) with room for any UTC offset
+_EARLIEST, _LATEST = pd.Timestamp("1678-01-01"), pd.Timestamp("2262-01-01")
+# strptime rolls impossible values over (30 February -> 2 March, second 60 -> the next minute): the field, its
+# directive, and the largest value a rolled-over result has in it
+_ROLLOVER = (("day", "%d", pc.day, 3), ("second", "%S", pc.second, 0))
+_DIRECTIVE_REGEX = {"%d": r"\d{1,2}", "%S": r"\d{1,2}", "%m": r"\d{1,2}", "%H": r"\d{1,2}", "%I": r"\d{1,2}",
+                    "%M": r"\d{1,2}", "%Y": r"\d{4}", "%p": "[AaPp][Mm]", "%%": "%"}
 
 
 @dataclass(frozen=True)
@@ -96,31 +107,74 @@ def parse(values: pa.ChunkedArray | pa.Array, fmt: DateFormat, utc_offset_minute
     ``utc_offset_minutes`` is the offset of the zone the values were written in (e.g. +60 for UTC+01:00);
     ISO values carrying their own offset or ``Z`` ignore it.
     """
-    trimmed = pc.utf8_trim_whitespace(values)
+    cleaned = _clean(values)
     if fmt is ISO:
-        series = pd.Series(trimmed.to_pandas(), dtype=object)
-        parsed = pd.to_datetime(series, format="ISO8601", errors="coerce", utc=False)
-        if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-            return parsed.dt.tz_convert("UTC").astype(TIMESTAMP)
-        parsed = _naive_ns(parsed)
+        parsed = pd.to_datetime(pd.Series(cleaned.to_pandas(), dtype=object), format="ISO8601", errors="coerce",
+                                utc=True).dt.tz_localize(None)
+        local = ~pd.Series(pc.match_substring_regex(cleaned, _OFFSET_SUFFIX).to_pandas(), dtype="boolean").fillna(True)
     else:
-        parsed = pd.Series(
-            pc.strptime(trimmed, format=fmt.pattern, unit="ns", error_is_null=True).to_pandas(),
-        )
-        parsed = _naive_ns(parsed)
+        parsed = pd.Series(_strptime(cleaned, fmt.pattern).to_pandas(), dtype="datetime64[ns]")
+        local = pd.Series(True, index=parsed.index)
+    parsed = parsed.where((parsed >= _EARLIEST) & (parsed < _LATEST)).astype("datetime64[ns]")
     if utc_offset_minutes:
-        parsed = parsed - pd.Timedelta(minutes=utc_offset_minutes)
+        parsed = parsed - pd.to_timedelta(local.astype(int) * utc_offset_minutes, unit="m")
     return parsed.dt.tz_localize("UTC").astype(TIMESTAMP)
 
 
-def _naive_ns(series: pd.Series) -> pd.Series:
-    if not pd.api.types.is_datetime64_dtype(series.dtype):
-        series = pd.to_datetime(series, errors="coerce")
-    return series.astype("datetime64[ns]")
+def out_of_range(values: pa.ChunkedArray | pa.Array, fmt: DateFormat) -> np.ndarray:
+    """True where a value is a well-formed date of ``fmt`` too early or late for the events table (years 1678-2261)."""
+    cleaned = _clean(values)
+    if fmt is ISO:
+        shaped = pc.fill_null(pc.match_substring_regex(cleaned, _ISO_PATTERN), False).to_numpy(zero_copy_only=False)
+        years = pd.to_numeric(pd.Series(cleaned.to_pandas(), dtype=object).str[:4], errors="coerce").to_numpy()
+        return shaped & ((years < _EARLIEST.year) | (years >= _LATEST.year))
+    seconds = pd.Series(pc.strptime(cleaned, format=fmt.pattern, unit="s", error_is_null=True).to_pandas())
+    return (seconds.notna() & ((seconds < _EARLIEST) | (seconds >= _LATEST))).to_numpy()
+
+
+def _clean(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Trimmed, without the leading apostrophe Excel keeps on cells it was told to treat as text."""
+    return pc.replace_substring_regex(pc.utf8_trim_whitespace(values), "^'", "")
+
+
+def _strptime(text: pa.ChunkedArray | pa.Array, pattern: str) -> pa.Array:
+    """pyarrow's strptime, except that dates it rolls over (30 February -> 2 March, second 60) are null."""
+    parsed = pc.strptime(text, format=pattern, unit="ns", error_is_null=True)
+    if isinstance(parsed, pa.ChunkedArray):
+        parsed, text = parsed.combine_chunks(), text.combine_chunks()
+    fields = [(name, part, limit) for name, directive, part, limit in _ROLLOVER if directive in pattern]
+    if not fields:
+        return parsed
+    landed = functools.reduce(pc.or_, [pc.less_equal(part(parsed), limit) for _, part, limit in fields])
+    suspects = pc.indices_nonzero(pc.fill_null(landed, False))
+    if not len(suspects):
+        return parsed
+    written = pc.extract_regex(text.take(suspects), _field_regex(pattern))
+    rolled = np.zeros(len(suspects), dtype=bool)
+    for name, part, _ in fields:
+        differs = pc.not_equal(pc.cast(pc.struct_field(written, name), pa.int64()),
+                               pc.cast(part(parsed.take(suspects)), pa.int64()))
+        rolled |= pc.fill_null(differs, False).to_numpy(zero_copy_only=False)
+    mask = np.zeros(len(parsed), dtype=bool)
+    mask[suspects.to_numpy()[rolled]] = True
+    return pc.if_else(pa.array(mask), pa.scalar(None, parsed.type), parsed)
+
+
+def _field_regex(pattern: str) -> str:
+    """A regex for the text a strptime ``pattern`` reads, with a group for its first day and first second."""
+    out, named = [], set()
+    for piece in re.split("(%.)", pattern):
+        group = next((name for name, directive, *_ in _ROLLOVER if directive == piece and name not in named), None)
+        if group:
+            named.add(group)
+            out.append(f"(?P<{group}>\\d{{1,2}})")
+        else:
+            out.append(_DIRECTIVE_REGEX.get(piece) or re.escape(piece))
+    return "^" + "".join(out) + "$"
 
 
 def _sample(values: pa.ChunkedArray | pa.Array) -> pa.Array:
-    uniques = pc.unique(pc.drop_null(pc.utf8_trim_whitespace(values)))
+    uniques = pc.unique(pc.drop_null(_clean(values)))
     uniques = pc.filter(uniques, pc.not_equal(uniques, ""))
     if len(uniques) > _SAMPLE:
         step = len(uniques) // _SAMPLE

@@ -8,13 +8,15 @@ rows read = rows loaded + rows rejected + duplicates removed, and every rejected
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import html
 import os
+import re
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, overload
 
 import numpy as np
@@ -38,12 +40,14 @@ from .formats import (
     normalize,
     timestamp_column,
 )
-from .schema import EVENT_COLUMNS, EVENT_KEY, STRING, conform, empty_events
+from .schema import EVENT_COLUMNS, STRING, conform, empty_events
 
 PathLike = str | os.PathLike[str]
 Progress = Callable[[int, int, str], None]
 
-_TRACE_SUFFIXES = {".csv", ".txt", ".log", ".tsv", ".zip"}
+TENANT_MIN_ROWS, TENANT_MIN_SHARE = 20, 0.01  # a sender domain this busy outbound is taken as the tenant's
+_TRACE_SUFFIXES = {".csv", ".txt", ".log", ".tsv", ".zip", ".xlsx", ".xls"}  # spreadsheets: to say "save as CSV"
+_CONTENT = re.compile(rb"\S")
 
 
 @dataclass
@@ -180,8 +184,8 @@ def load_trace(
     sharpens the outbound/inbound/internal direction, otherwise inferred from the trace.
 
     With ``errors="raise"`` a file that cannot be read raises :class:`TraceLoadError` (files found by expanding a
-    folder or glob that are not trace exports are skipped and listed in the report instead); with ``"report"``
-    every failure is recorded in the report and the rest is loaded. ``with_report=True`` returns
+    folder, glob or ZIP archive that are not trace exports are skipped and listed in the report instead); with
+    ``"report"`` every failure is recorded in the report and the rest is loaded. ``with_report=True`` returns
     ``(events, report)``; otherwise the report is at ``events.attrs["load_report"]``.
     """
     options = _Options(dayfirst, format, _offset_minutes(tz_offset), trace_format)
@@ -200,7 +204,7 @@ def load_trace(
         try:
             frames.append(_read_file(name, opener(), options, file_report))
         except TraceLoadError as exc:
-            file_report.error = str(exc).removeprefix(f"{name}: ")
+            file_report.error = str(exc).removeprefix(f"{name}: ").removeprefix(f"{name}, ")
             if errors == "raise" and explicit:
                 raise
         except OSError as exc:
@@ -240,7 +244,7 @@ def _expand(paths: PathLike | Iterable[PathLike]) -> Iterable[tuple[str, Callabl
                     yield from _file_or_archive(Path(match), explicit=False)
         elif os.path.isdir(text):
             for found in sorted(Path(text).rglob("*")):
-                if found.is_file() and not found.name.startswith(".") and found.suffix.lower() in _TRACE_SUFFIXES:
+                if found.is_file() and _trace_like(PurePosixPath(found.as_posix())):
                     yield from _file_or_archive(found, explicit=False)
         else:
             yield from _file_or_archive(Path(text), explicit=True)
@@ -249,11 +253,18 @@ def _expand(paths: PathLike | Iterable[PathLike]) -> Iterable[tuple[str, Callabl
 def _file_or_archive(path: Path, *, explicit: bool) -> Iterable[tuple[str, Callable[[], bytes], bool]]:
     if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
-        for member in members:
-            yield (f"{path}!{member.filename}", _zip_reader(path, member.filename), explicit)
+            members = [m.filename for m in archive.infolist()
+                       if not m.is_dir() and _trace_like(PurePosixPath(m.filename))]
+        for member in members:  # like the files of a folder
+            yield (f"{path}!{member}", _zip_reader(path, member), False)
     else:
         yield (str(path), path.read_bytes, explicit)
+
+
+def _trace_like(path: PurePosixPath) -> bool:
+    """Whether a file found in a folder or archive may be an export (not hidden, not macOS metadata)."""
+    return (not path.name.startswith(".") and "__MACOSX" not in path.parts
+            and path.suffix.lower() in _TRACE_SUFFIXES)
 
 
 def _zip_reader(path: Path, member: str) -> Callable[[], bytes]:
@@ -314,8 +325,8 @@ def _parse(data: bytes, name: str, options: _Options, report: FileReport) -> tup
     header = next(csv.reader([head], delimiter=delimiter))
     report.delimiter = delimiter
     fmt, present = _detect(header, name, first + 1, options, is_tracking_log=False)
-    offset = int(starts[first])
-    parsed = _pyarrow_parse(data, offset, header, delimiter, first, name, report, has_header=True)
+    after_header = data.find(b"\n", int(starts[first])) + 1 or len(data)
+    parsed = _pyarrow_parse(data, after_header, header, delimiter, first + 1, name, report)
     _drop_repeated_headers(parsed, report)
     return parsed, fmt, present
 
@@ -379,75 +390,109 @@ def _unique_names(header: list[str]) -> list[str]:
     return names
 
 
-def _pyarrow_parse(data: bytes, start: int, header: list[str], delimiter: str, header_index: int, name: str,
-                   report: FileReport, *, has_header: bool,
-                   line_map: np.ndarray | None = None) -> _Parsed:
-    """Parse the CSV in ``data[start:]`` (beginning with its header line when ``has_header``) into strings."""
+def _pyarrow_parse(data: bytes, start: int, header: list[str], delimiter: str, lines_before: int, name: str,
+                   report: FileReport, line_map: np.ndarray | None = None) -> _Parsed:
+    """Parse the CSV rows in ``data[start:]`` (after the header line) into strings.
+
+    Line numbers: ``lines_before`` lines of the file precede ``start``; or ``line_map`` maps lines counted from
+    ``start`` to lines of the file.
+    """
     names = _unique_names(header)
     end = len(data)
     unterminated = textio.unterminated_quote_line(data, start)
-    swallowed = 0
     if unterminated is not None:
         end = start + int(textio.line_offsets(memoryview(data)[start:])[unterminated - 1])
-        swallowed = data.count(b"\n", end) + (0 if data.endswith(b"\n") else 1)
     body = memoryview(data)[start:end]
-    invalid: list[tuple[int | None, int, int, str]] = []
+    invalid: list[tuple[int | None, int, int, str | None]] = []
 
     def on_invalid(row: pv.InvalidRow) -> str:
-        invalid.append((row.number, row.expected_columns, row.actual_columns, row.text[:200]))
+        invalid.append((row.number, row.expected_columns, row.actual_columns, _not_data(row.text, delimiter)))
         return "skip"
 
     def read(threads: bool) -> pa.Table:
         invalid.clear()
         return pv.read_csv(
             pa.py_buffer(body),
-            read_options=pv.ReadOptions(use_threads=threads, skip_rows=1 if has_header else 0, column_names=names,
-                                        block_size=1 << 24),
+            read_options=pv.ReadOptions(use_threads=threads, column_names=names, block_size=1 << 24),
             parse_options=pv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                           invalid_row_handler=on_invalid),
             convert_options=pv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
                                               strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
 
-    try:
-        table = read(True)
-        if any(number is None for number, *_ in invalid):
-            table = read(False)
-    except (pa.ArrowInvalid, pa.ArrowException) as exc:
-        raise TraceLoadError(name, f"the CSV could not be parsed: {exc}",
-                             expected=f"{len(names)} {delimiter!r}-separated fields per row") from exc
-    starts = _record_lines(data, start, end, table.num_rows + len(invalid) + (1 if has_header else 0))
+    if _CONTENT.search(data, start, end) is None:  # nothing left before an unterminated quote
+        table = pa.table({column: pa.array([], pa.string()) for column in names})
+    else:
+        try:
+            table = read(True)
+            if any(number is None for number, *_ in invalid):
+                table = read(False)
+        except (pa.ArrowInvalid, pa.ArrowException) as exc:
+            raise TraceLoadError(name, f"the CSV could not be parsed: {exc}",
+                                 expected=f"{len(names)} {delimiter!r}-separated fields per row") from exc
+    starts = _record_lines(data, start, end, delimiter, table.num_rows + len(invalid))
+
+    def file_lines(lines: np.ndarray) -> np.ndarray:  # lines counted from ``start`` -> lines of the file
+        return line_map[lines - 1] if line_map is not None else lines + lines_before
 
     def to_file_lines(records: np.ndarray) -> np.ndarray:
-        lines = starts[np.asarray(records, dtype=np.int64) - 1]
-        return line_map[lines - 1] if line_map is not None else lines + header_index
+        return file_lines(starts[np.asarray(records, dtype=np.int64) - 1])
 
     if invalid:
-        numbers = np.array([n for n, *_ in invalid], dtype=np.int64)
-        file_lines = to_file_lines(numbers)
+        file_lines_of_invalid = to_file_lines(np.array([n for n, *_ in invalid], dtype=np.int64))
         last_line = int(to_file_lines(np.array([len(starts)]))[0])
-        for line, (_, expected, actual, _text) in zip(file_lines, invalid, strict=True):
+        for line, (_, expected, actual, not_data) in zip(file_lines_of_invalid, invalid, strict=True):
             what = "fewer" if actual < expected else "more"
             hint = " (the file seems cut off here)" if actual < expected and int(line) == last_line else ""
-            report.reject(int(line), f"{actual} fields, {what} than the {expected} of the header{hint}")
-    if swallowed:
-        first_bad = int(to_file_lines(np.array([len(starts)]))[0]) + 1 if table.num_rows or invalid else (
-            header_index + 2)
-        for offset in range(swallowed):
-            report.reject(first_bad + offset, "inside a quoted field that never closes (a missing '\"' from "
-                                              f"line {first_bad} on; the file may be cut off)")
-    valid_records = np.setdiff1d(np.arange(2 if has_header else 1, len(starts) + 1),
+            report.reject(int(line), not_data or f"{actual} fields, {what} than the {expected} of the header{hint}")
+    swallowed = 0
+    if end < len(data):
+        first = data.count(b"\n", start, end) + 1
+        swallowed = data.count(b"\n", end) + (0 if data.endswith(b"\n") else 1)
+        lines = file_lines(np.arange(first, first + swallowed))
+        for line in lines:
+            report.reject(int(line), "inside a quoted field that never closes (a missing '\"' from "
+                                     f"line {lines[0]} on; the file may be cut off)")
+    valid_records = np.setdiff1d(np.arange(1, len(starts) + 1),
                                  np.array([n for n, *_ in invalid], dtype=np.int64))
-    table = table.append_column("__line__", pa.array(to_file_lines(valid_records)))
-    return _Parsed(table, header, to_file_lines, table.num_rows + len(invalid) + swallowed)
+    table = table.append_column("__line__", pa.array(to_file_lines(valid_records), pa.int64()))
+    rows_read = table.num_rows + len(invalid) + swallowed
+    if data.find(b"\x00", start, end) >= 0:
+        table = _reject_nul_rows(table, report)
+    return _Parsed(table, header, to_file_lines, rows_read)
 
 
-def _record_lines(data: bytes, start: int, end: int, expected_records: int) -> np.ndarray:
+_NUL_ROW = "the row holds NUL bytes (the file is damaged here; what they replaced is unknown)"
+
+
+def _not_data(text: str, delimiter: str) -> str | None:
+    """Why a row with the wrong number of fields is not data at all, when it is plainly something else."""
+    if "\x00" in text:
+        return _NUL_ROW
+    if not text.strip():
+        return "a line holding only white space"
+    if text.startswith("#TYPE"):
+        return "a PowerShell type line (two exports pasted into one file?)"
+    if "@" not in text and detect(text.split(delimiter)).fmt is not None:
+        return "the header of another export with other columns (two exports pasted into one file?)"
+    return None
+
+
+def _reject_nul_rows(table: pa.Table, report: FileReport) -> pa.Table:
+    """Reject the rows whose fields hold NUL bytes."""
+    fields = [pc.match_substring(table.column(c), "\x00") for c in table.column_names if c != "__line__"]
+    damaged = functools.reduce(pc.or_, fields)
+    for line in table.column("__line__").filter(damaged).to_numpy():
+        report.reject(int(line), _NUL_ROW)
+    return table.filter(pc.invert(damaged))
+
+
+def _record_lines(data: bytes, start: int, end: int, delimiter: str, expected_records: int) -> np.ndarray:
     """Line (counted from ``start``) where each record starts; a cheap count when no field holds a line break."""
     lines = data.count(b"\n", start, end) + (0 if data[end - 1:end] == b"\n" else 1)
     if lines == expected_records:  # every line is one record: no line breaks inside fields, no blank lines
         return np.arange(1, lines + 1, dtype=np.int64)
-    return textio.record_start_lines(memoryview(data)[start:end])
+    return textio.record_start_lines(memoryview(data)[start:end], delimiter)
 
 
 def _drop_repeated_headers(parsed: _Parsed, report: FileReport) -> None:
@@ -495,7 +540,7 @@ def _parse_tracking_log(data: bytes, name: str, options: _Options, report: FileR
         parsed = _Parsed(pa.table({**{h: pa.array([], pa.string()) for h in _unique_names(header)},
                                    "__line__": pa.array([], pa.int64())}), header, lambda r: r, 0)
         return parsed, fmt, present
-    parsed = _pyarrow_parse(body, 0, header, ",", 0, name, report, has_header=False, line_map=kept_lines)
+    parsed = _pyarrow_parse(body, 0, header, ",", 0, name, report, line_map=kept_lines)
     return parsed, fmt, present
 
 
@@ -558,10 +603,12 @@ def _timestamps(frame: pd.DataFrame, parsed: _Parsed, fmt: TraceFormat, present:
     frame["timestamp"] = dates.parse(values, sniffed.fmt, offset).array
     bad = frame["timestamp"].isna().to_numpy()
     if bad.any():
-        raw = values.to_pandas().to_numpy()[bad]
-        for line, text in zip(frame.loc[bad, "__line__"], raw, strict=True):
+        raw = values.filter(pa.array(bad))
+        outside = dates.out_of_range(raw, sniffed.fmt)
+        for line, text, out_of_range in zip(frame.loc[bad, "__line__"], raw.to_pylist(), outside, strict=True):
             reason = f"no date in {column!r}" if not text else (
-                f"date {text[:40]!r} in {column!r} does not match {sniffed.fmt.label}")
+                f"date {text[:40]!r} in {column!r} is out of range (the kit holds the years 1678 to 2261)"
+                if out_of_range else f"date {text[:40]!r} in {column!r} does not match {sniffed.fmt.label}")
             report.reject(int(line), reason)
         frame = frame.loc[~bad].reset_index(drop=True)
     return frame
@@ -636,7 +683,7 @@ def _explode_tracking(frame: pd.DataFrame, report: FileReport) -> pd.DataFrame:
     for column in ("recipient", "reply"):
         frame[column] = frame[column].astype(STRING).str.strip().replace("", pd.NA)
     frame["event"] = frame["event"].str.lower().map(EVENT_VALUES).astype(STRING).fillna("other")
-    attempt = frame["event"].isin(["send", "defer", "fail", "deliver"])
+    attempt = frame["event"].isin(["send", "defer", "fail"])  # DELIVER is the local mailbox store
     frame["remote_host"] = frame["receiving_host"].where(attempt)
     frame["remote_ip"] = frame["receiving_ip"].where(attempt)
     frame["exo_host"] = frame["sending_host"].where(attempt)
@@ -816,8 +863,9 @@ def _direction(events: pd.DataFrame, tenant_domains: Iterable[str] | None) -> pd
         hint = events.get("directionality", pd.Series(pd.NA, index=events.index)).astype(STRING).str.lower()
         outbound_like = (events["event"].isin(["send", "defer"]) | events["remote_ip"].notna()
                          | hint.eq("originating"))
-        tenant = set(sender_domain[outbound_like].dropna().unique())
-        tenant -= set(recipient_domain[events["event"].isin(["send", "defer"])].dropna().unique())
+        senders = sender_domain[outbound_like].value_counts()
+        # the tenant's domains send most outbound attempts; a forwarded outside sender only a few
+        tenant = set(senders[(senders >= TENANT_MIN_ROWS) | (senders >= TENANT_MIN_SHARE * senders.sum())].index)
     sender_ours = _in_domains(sender_domain, tenant)
     recipient_ours = _in_domains(recipient_domain, tenant)
     direction = pd.Series("unknown", index=events.index, dtype=object)
@@ -835,23 +883,59 @@ def _in_domains(domains: pd.Series, tenant: set[str]) -> pd.Series:
 
 
 def _drop_duplicates(events: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
-    """Drop events already loaded from an earlier file (overlapping exports); count them per file."""
-    key = [c for c in EVENT_KEY if c in events]
-    files_per_format = events.groupby("source_format", observed=True)["source_file"].nunique()
-    if not (files_per_format > 1).any():
-        return _count_loaded(events, report)
-    occurrence = events.groupby([*key, "source_file"], dropna=False, sort=False, observed=True).cumcount()
-    keyed = events[key].assign(__occurrence__=occurrence.to_numpy())
-    duplicate = keyed.duplicated(keep="first")
+    """One row per event however many exports show it; count what was dropped per file.
+
+    Exports of one family (message-trace summaries; event-level exports: Get-MessageTraceDetail, the EAC
+    extended report and tracking logs; EAC recipient-status lists) describe an event by its message, recipient,
+    kind and second. The first file's row is kept and takes the facts it lacks (say the Exchange source IP of an
+    extended report) from the rows dropped. A recipient-status list row whose message and recipient an
+    event-level export covers in more detail is dropped too.
+    """
+    family = events["source_format"].map(_FAMILY).astype(object)
+    files = events["source_file"].groupby(family.to_numpy(), observed=True).nunique()
+    if (files <= 1).all() and not {"events", "recipient_list"} <= set(files.index):
+        return _count_loaded(events, report)  # one file per family: nothing can repeat
+    message = events["message_id"].str.lower().fillna(events["trace_id"]).astype(object)
+    key = pd.DataFrame({
+        "family": family, "message": message, "recipient": events["recipient"].astype(object),
+        "event": events["event"].astype(object), "second": events["timestamp"].dt.floor("s"),
+    })
+    key["occurrence"] = key.groupby([*key.columns, events["source_file"].astype(object)], dropna=False,
+                                    sort=False).cumcount().to_numpy()
+    duplicate = key.duplicated(keep="first").to_numpy()
     if duplicate.any():
-        records = events.loc[duplicate, ["source_file", "source_row"]]
-        kept_records = events.loc[~duplicate, ["source_file", "source_row"]].drop_duplicates()
-        whole = records.drop_duplicates().merge(kept_records, how="left", indicator=True)
-        whole = whole[whole["_merge"] == "left_only"]
-        for path, count in whole["source_file"].value_counts().items():
+        events = _merge_facts(events, key, duplicate)
+    detailed = pd.MultiIndex.from_frame(key.loc[family.eq("events"), ["message", "recipient"]])
+    covered = family.eq("recipient_list").to_numpy() & pd.MultiIndex.from_frame(
+        key[["message", "recipient"]]).isin(detailed)
+    dropped = duplicate | covered
+    if dropped.any():
+        records = events.loc[dropped, ["source_file", "source_row"]].drop_duplicates()
+        kept = events.loc[~dropped, ["source_file", "source_row"]].drop_duplicates()
+        whole = records.merge(kept, how="left", indicator=True)
+        for path, count in whole.loc[whole["_merge"] == "left_only", "source_file"].value_counts().items():
             _file(report, path).duplicates_removed += int(count)
-        events = events.loc[~duplicate].reset_index(drop=True)
+        events = events.loc[~dropped].reset_index(drop=True)
     return _count_loaded(events, report)
+
+
+def _merge_facts(events: pd.DataFrame, key: pd.DataFrame, duplicate: np.ndarray) -> pd.DataFrame:
+    """Fill the kept copy of each repeated event with the facts only its dropped copies carry."""
+    group = key.groupby(list(key.columns), dropna=False, sort=False).ngroup().to_numpy()
+    repeated = np.isin(group, np.unique(group[duplicate]))
+    columns = [c for c in EVENT_COLUMNS if c not in ("source_format", "source_file", "source_row")]
+    subset = events.loc[repeated, columns]
+    first = subset.groupby(group[repeated], sort=False).first()
+    keepers = np.flatnonzero(repeated & ~duplicate)
+    filled = first.loc[group[keepers]]
+    for column in columns:
+        if filled[column].notna().sum() > events[column].iloc[keepers].notna().sum():
+            events.loc[events.index[keepers], column] = filled[column].to_numpy()
+    return events
+
+
+_FAMILY = {name: {"summary": "summary", "recipient_list": "recipient_list"}.get(spec.layout, "events")
+           for name, spec in BY_NAME.items()}
 
 
 def _count_loaded(events: pd.DataFrame, report: LoadReport) -> pd.DataFrame:

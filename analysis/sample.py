@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from analysis.schema import DIRECTIONS, EVENTS, STATUSES, conform
 
 DEFAULT_SEED = 20261116
-DEFAULT_MESSAGES = 2500
+DEFAULT_MESSAGES = 2200
 ORGANIZATION = "contoso.onmicrosoft.com"
 TENANT_ID = "7c3f1e2a-5b8d-4e6f-9a1c-2d4b6e8f0a13"
 MARKETING_SENDER = "news@marketing.contoso.com"
@@ -32,6 +32,7 @@ REFUSED_RANGE = "52.100.0.0/14"
 DEFAULT_CONNECTOR = "To_DefaultOpportunisticTLS"
 PARTNER_CONNECTOR = "Litware partner connector"
 EXTENDED_ROW_CAP = 1000  # the EAC caps an Extended report at 1,000 rows
+EXTENDED_SAMPLE_ROWS = 300  # the sample's report: the partner's first attempts, as an admin would filter it
 
 _NS = 1_000_000_000
 _MIN = 60 * _NS
@@ -380,7 +381,7 @@ class _Block:
 
 
 _BLOCKS = (
-    _Block("ironport", 34, "ironport", IRONPORT_DOMAIN, recipients=(1, 2), cc_prob=0.2),
+    _Block("ironport", 110, "ironport", IRONPORT_DOMAIN, recipients=(1, 2), cc_prob=0.2),
     _Block("greylist", 26, "greylist", "adventure-works.com", recipients=(1, 2)),
     _Block("down", 16, "down", "fourthcoffee.com"),
     _Block("down_early", 3, "down", "fourthcoffee.com", window=(30.5, 35.5), fixed=True),
@@ -1204,7 +1205,7 @@ _PS51 = _Summary((("PSComputerName", "computer"), ("RunspaceId", "runspace"),
                   ("RecipientAddress", "recipient"), ("Subject", "subject"), ("Status", "status"),
                   ("ToIP", "to_ip"), ("FromIP", "from_ip"), ("Size", "size"), ("MessageTraceId", "trace_id"),
                   ("StartDate", "start"), ("EndDate", "end"), ("Index", "index")), "en-US")
-_V2_DE = _Summary(_V2, "de-DE", days=(0, 4))
+_V2_DE = _Summary(_V2, "de-DE", days=(0, 3))
 _V2_GB = _Summary(_V2, "en-GB", days=(2, 7))
 _NEW_EAC = _Summary((("Date (UTC+01:00)", "received"), ("Sender", "sender"), ("Recipient", "recipient"),
                      ("Subject", "subject"), ("Status", "status"), ("Message ID", "message_id"),
@@ -1286,7 +1287,7 @@ def _files(events: pd.DataFrame, *, every_detail: bool = False) -> list[_File]:
                  lambda: events.recipient_domain.isin(_WATCHED) & (events.direction == "outbound"), _ENHANCED),
         messages("eac_summary.csv", "eac_summary", lambda: events.sender == MARKETING_SENDER, _SUMMARY),
         _File("eac_extended_tailspintoys.csv", "eac_extended",
-              lambda: _first_by_time(events[events.recipient_domain == IRONPORT_DOMAIN], EXTENDED_ROW_CAP),
+              lambda: _first_by_time(events[events.recipient_domain == IRONPORT_DOMAIN], EXTENDED_SAMPLE_ROWS),
               tracking(_Tracking(_FIELDS_2013, False)), lambda _: _Layout("utf-16")),
         summary("new_eac_messagetrace.csv", "new_eac", _NEW_EAC, _Layout("utf-8-sig", quote_all=False)),
         *[log(name or f"MSGTRK{start + pd.Timedelta(days=days[0]):%Y%m%d}-1.LOG", key, days, fields, version, limit)

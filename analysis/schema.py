@@ -66,10 +66,6 @@ TAG_COLUMNS: dict[str, object] = {
     "gateway": "category",
 }
 
-# the facts that identify one event; used to drop duplicates across overlapping exports
-EVENT_KEY = ["source_format", "trace_id", "message_id", "recipient", "event", "timestamp", "reply"]
-
-
 def empty_events() -> pd.DataFrame:
     """An events table with no rows and every canonical column in its dtype."""
     return conform(pd.DataFrame(index=pd.RangeIndex(0)))

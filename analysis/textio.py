@@ -16,6 +16,8 @@ import numpy as np
 from .errors import TraceLoadError
 
 _SNIFF_BYTES = 65536
+_NEWLINE, _CR, _QUOTE = 10, 13, 34
+_LONE_CR = re.compile(rb"\r(?!\n)")
 _MIXED_HANDLER = "exo-deferrals-cp1252"
 _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
@@ -40,10 +42,20 @@ class DecodedText:
 
 
 def decode(raw: bytes, path: str) -> DecodedText:
-    """Detect the encoding of ``raw`` and return its content as UTF-8 without a BOM.
+    """Detect the encoding of ``raw`` and return its content as UTF-8 without a BOM, lines ending in ``\\n``.
 
+    A carriage return without a line feed (old Mac files, a stray CR) is a line break, as pyarrow and editors read it.
     Raises :class:`TraceLoadError` for empty and binary files.
     """
+    decoded = _decode(raw, path)
+    lone = decoded.data.count(b"\r") - decoded.data.count(b"\r\n")
+    if lone:
+        decoded.data = _LONE_CR.sub(b"\n", decoded.data)
+        decoded.warnings.append(f"{lone} carriage returns without a line feed were read as line breaks")
+    return decoded
+
+
+def _decode(raw: bytes, path: str) -> DecodedText:
     if not raw:
         raise TraceLoadError(path, "the file is empty (0 bytes)", expected="a message-trace export with a header line")
     if raw.startswith(codecs.BOM_UTF8):
@@ -148,33 +160,71 @@ def sniff_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def record_start_lines(data: bytes | memoryview, chunk_size: int = 1 << 26) -> np.ndarray:
-    """1-based line numbers on which the non-empty CSV records of ``data`` start.
+def record_start_lines(data: bytes | memoryview, delimiter: str = ",", chunk_size: int = 1 << 26) -> np.ndarray:
+    """1-based line numbers on which the non-empty CSV records of ``data`` start, split as pyarrow and Python's csv do.
 
-    A newline inside a quoted field does not end a record. Works in chunks so memory stays bounded.
+    A newline inside a quoted field does not end a record; a field is quoted only when it starts with ``"`` (a ``"``
+    later in an unquoted field is an ordinary character). Works in chunks so memory stays bounded.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
-    starts: list[np.ndarray] = [np.array([0], dtype=np.int64)]  # byte offsets of candidate record starts
-    parity = 0
-    for offset in range(0, buf.size, chunk_size):
-        chunk = buf[offset:offset + chunk_size]
-        newlines = np.flatnonzero(chunk == 10)
-        if newlines.size == 0:
-            parity = (parity + int(np.count_nonzero(chunk == 34))) % 2
-            continue
-        is_quote = (chunk == 34).view(np.uint8)
-        trailing = int(np.count_nonzero(is_quote[newlines[-1] + 1:]))
-        quotes = np.add.reduceat(is_quote, np.concatenate(([0], newlines[:-1] + 1)), dtype=np.int64)
-        quotes[-1] -= trailing  # reduceat's last segment runs to the end of the chunk
-        closed = (parity + np.cumsum(quotes)) % 2 == 0
-        parity = (parity + int(quotes.sum()) + trailing) % 2
-        starts.append(offset + newlines[closed] + 1)
+    return _nonempty_lines(buf, _record_offsets(buf, ord(delimiter), chunk_size), chunk_size)
+
+
+def _record_offsets(buf: np.ndarray, delimiter: int | None, chunk_size: int) -> np.ndarray:
+    """Byte offsets where records may start: 0 and after every newline outside a quoted field.
+
+    ``delimiter`` None: every ``"`` opens or closes a quoted field, wherever it stands.
+    """
+    starts: list[np.ndarray] = [np.array([0], dtype=np.int64)]
+    quoted = 0
+    low = 0
+    while low < buf.size:
+        high = min(buf.size, low + chunk_size)
+        while high < buf.size and buf[high - 1] == _QUOTE and buf[high] == _QUOTE:  # keep runs of '"' whole
+            after = np.flatnonzero(buf[high:high + chunk_size] != _QUOTE)
+            high = min(buf.size, high + (int(after[0]) if after.size else chunk_size))
+        newlines, quoted = _unquoted_newlines(buf, low, high, quoted, delimiter)
+        starts.append(newlines + low + 1)
+        low = high
     offsets = np.concatenate(starts)
-    offsets = offsets[offsets < buf.size]
+    return offsets[offsets < buf.size]
+
+
+def _unquoted_newlines(buf: np.ndarray, low: int, high: int, quoted: int, delimiter: int | None
+                       ) -> tuple[np.ndarray, int]:
+    """Positions (relative to ``low``) of the newlines outside quotes in ``buf[low:high]``, and the state at ``high``.
+
+    The quote state only changes at runs of adjacent ``"``: an odd run at the start of a field flips it (opens a
+    field, or closes one that holds a delimiter or newline just before), an odd run elsewhere closes an open field
+    or, outside one, is plain text; even runs (``""``) change nothing.
+    """
+    chunk = buf[low:high]
+    newlines = np.flatnonzero(chunk == _NEWLINE)
+    quotes = np.flatnonzero(chunk == _QUOTE)
+    if quotes.size == 0:
+        return (newlines[:0] if quoted else newlines), quoted
+    heads = np.flatnonzero(np.concatenate(([True], np.diff(quotes) != 1)))
+    runs = quotes[heads]
+    odd = np.diff(heads, append=quotes.size) % 2 == 1
+    if delimiter is None:
+        field_start = np.ones(runs.size, dtype=bool)
+    else:
+        before = buf[np.maximum(runs + low - 1, 0)]
+        field_start = (before == delimiter) | (before == _NEWLINE) | (before == _CR) | (runs + low == 0)
+    flips = np.cumsum(odd & field_start)
+    last_close = np.maximum.accumulate(np.where(odd & ~field_start, np.arange(runs.size), -1))
+    closed = last_close >= 0
+    state = (np.where(closed, 0, quoted) + flips - np.where(closed, flips[np.maximum(last_close, 0)], 0)) % 2
+    run_before = np.searchsorted(runs, newlines) - 1
+    at_newline = np.where(run_before >= 0, state[np.maximum(run_before, 0)], quoted)
+    return newlines[at_newline == 0], int(state[-1])
+
+
+def _nonempty_lines(buf: np.ndarray, offsets: np.ndarray, chunk_size: int = 1 << 26) -> np.ndarray:
+    """Line numbers of the offsets whose line is not empty (``\\n`` or ``\\r\\n`` alone)."""
     first = buf[offsets]
-    nonempty = (first != 10) & ~((first == 13) & (buf[np.minimum(offsets + 1, buf.size - 1)] == 10))
-    line_of = line_number_of_offsets(buf, offsets[nonempty], chunk_size)
-    return line_of
+    nonempty = (first != _NEWLINE) & ~((first == _CR) & (buf[np.minimum(offsets + 1, buf.size - 1)] == _NEWLINE))
+    return line_number_of_offsets(buf, offsets[nonempty], chunk_size)
 
 
 def line_number_of_offsets(buf: np.ndarray, offsets: np.ndarray, chunk_size: int = 1 << 26) -> np.ndarray:
@@ -189,11 +239,13 @@ def line_number_of_offsets(buf: np.ndarray, offsets: np.ndarray, chunk_size: int
 def unterminated_quote_line(data: bytes, start: int = 0) -> int | None:
     """Line (counted from ``start``) on which a quoted field opens and never closes, else None.
 
-    A CSV parser would silently swallow everything after such a quote into one field.
+    Strict on purpose: every ``"`` counts as opening or closing a field, so a missing ``"`` marks the rest of the
+    file as suspect (a CSV parser would silently swallow it into one field, or split it out of step).
     """
     if data.count(b'"', start) % 2 == 0:
         return None
-    return int(record_start_lines(memoryview(data)[start:])[-1])
+    buf = np.frombuffer(memoryview(data)[start:], dtype=np.uint8)
+    return int(_nonempty_lines(buf, _record_offsets(buf, None, 1 << 26))[-1])
 
 
 def line_offsets(data: bytes | memoryview) -> np.ndarray:

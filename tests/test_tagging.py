@@ -127,7 +127,8 @@ def test_selective_refusal_by_source_range_is_a_gateway_block():
 def test_refusals_without_a_source_ip_take_the_sites_split_when_their_reply_matches():
     """A Detail export carries no EXO source IP; the same refusal seen with IPs in another export decides."""
     reputation = "421 Your access to this mail system has been rejected due to the sending MTA's poor reputation"
-    rows = _story(reputation) + [
+    rows = [
+        *_story(reputation),
         ("d1", "dave@tailspintoys.example", 30, "defer", reputation, None),
         ("d1", "dave@tailspintoys.example", 40, "defer", TIMEOUT, None),
         ("d2", "erin@fabrikam.example", 30, "defer", reputation, None),
