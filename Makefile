@@ -20,7 +20,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 lint: $(STAMP)
-	$(BIN)/ruff check analysis tests bench
+	$(BIN)/ruff check analysis tests bench tools
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
 
 test: $(STAMP) lint
@@ -38,7 +38,7 @@ test-pandas22: $(PANDAS22_STAMP)
 	$(PANDAS22)/bin/python -m pytest -q -m "not browser" --ignore=tests/test_notebooks.py --ignore=tests/test_report.py
 
 report: $(STAMP)
-	$(BIN)/exo-deferrals report data/sample -o build/report/report.html
+	$(BIN)/exo-deferrals report data/sample --allowlist data/sample/partner_allowlist_ironport.txt -o build/report/report.html
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

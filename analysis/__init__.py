@@ -7,6 +7,10 @@ Public API (imported lazily so that ``import analysis`` and the CLI stay fast)::
     classify_replies(["451 4.7.1 ..."])          # one row per reply: cause, transient, rule, remedy
     Endpoints.bundled().match_ips(ips)           # Microsoft 365 endpoint matching
     audit_allowlist("allowlist.txt")             # missing / stale / over-broad Exchange Online ranges
+    summarize_domains(tagged)                    # per-domain impact table; queue_ages, top_replies, ...
+    analysis.charts.plot_trend(...)              # charts return matplotlib Figures; charts.save(fig, folder)
+    FilePicker(), TableView(frame), AllowListBox() ...  # widgets of the guided notebooks (analysis.ui)
+    render_report(["trace.csv"], "report.html", redact=True)  # the shareable HTML report
 """
 
 from __future__ import annotations
@@ -30,6 +34,22 @@ _EXPORTS = {
     "Endpoints": "analysis.endpoints",
     "identify_gateways": "analysis.gateways",
     "audit_allowlist": "analysis.allowlist",
+    "summarize_domains": "analysis.summaries",
+    "queue_ages": "analysis.summaries",
+    "message_timelines": "analysis.summaries",
+    "message_journey": "analysis.summaries",
+    "top_replies": "analysis.summaries",
+    "deferrals_by_hour": "analysis.summaries",
+    "deferral_rate_by_source_range": "analysis.summaries",
+    "by_gateway": "analysis.summaries",
+    "by_connector": "analysis.summaries",
+    "headline": "analysis.summaries",
+    "render_report": "analysis.report",
+    "ReportError": "analysis.report",
+    "Redactor": "analysis.redact",
+    "NotATraceError": "analysis.errors",
+    **{name: "analysis.ui" for name in ("FilePicker", "TimeRange", "DomainCauseFilter", "TableView", "AllowListBox",
+                                        "JourneyView", "Drilldown", "RemedyChecklist")},
     "write_table": "analysis.exports",
     "guard_formulas": "analysis.exports",
 }

@@ -111,13 +111,14 @@ def parse(values: pa.ChunkedArray | pa.Array, fmt: DateFormat, utc_offset_minute
     if fmt is ISO:
         parsed = pd.to_datetime(pd.Series(cleaned.to_pandas(), dtype=object), format="ISO8601", errors="coerce",
                                 utc=True).dt.tz_localize(None)
-        local = ~pd.Series(pc.match_substring_regex(cleaned, _OFFSET_SUFFIX).to_pandas(), dtype="boolean").fillna(True)
     else:
         parsed = pd.Series(_strptime(cleaned, fmt.pattern).to_pandas(), dtype="datetime64[ns]")
-        local = pd.Series(True, index=parsed.index)
     parsed = parsed.where((parsed >= _EARLIEST) & (parsed < _LATEST)).astype("datetime64[ns]")
     if utc_offset_minutes:
-        parsed = parsed - pd.to_timedelta(local.astype(int) * utc_offset_minutes, unit="m")
+        local = (pc.invert(pc.match_substring_regex(cleaned, _OFFSET_SUFFIX)) if fmt is ISO
+                 else pa.array(np.ones(len(cleaned), dtype=bool)))
+        minutes = np.where(pc.fill_null(local, True).to_numpy(zero_copy_only=False), utc_offset_minutes, 0)
+        parsed = parsed - pd.to_timedelta(minutes, unit="m")
     return parsed.dt.tz_localize("UTC").astype(TIMESTAMP)
 
 
@@ -134,7 +135,8 @@ def out_of_range(values: pa.ChunkedArray | pa.Array, fmt: DateFormat) -> np.ndar
 
 def _clean(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     """Trimmed, without the leading apostrophe Excel keeps on cells it was told to treat as text."""
-    return pc.replace_substring_regex(pc.utf8_trim_whitespace(values), "^'", "")
+    trimmed = pc.utf8_trim_whitespace(values)
+    return pc.replace_substring_regex(trimmed, "^'", "") if pc.any(pc.starts_with(trimmed, "'")).as_py() else trimmed
 
 
 def _strptime(text: pa.ChunkedArray | pa.Array, pattern: str) -> pa.Array:

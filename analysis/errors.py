@@ -22,6 +22,14 @@ class TraceLoadError(ExoDeferralsError):
         super().__init__(text)
 
 
+class NotATraceError(TraceLoadError):
+    """The file is not a message-trace export at all (another kind of file, not text, an unknown header).
+
+    Files found by expanding a folder, glob or ZIP archive that raise this are skipped and listed in the load
+    report; a file named explicitly raises it.
+    """
+
+
 class AllowListError(ExoDeferralsError):
     """An allow-list could not be used (nothing parseable in it, unreadable file)."""
 

@@ -27,7 +27,7 @@ import pyarrow.csv as pv
 
 from . import dates, textio
 from .columns import map_unique, to_arrow
-from .errors import TraceLoadError
+from .errors import NotATraceError, TraceLoadError
 from .formats import (
     BY_NAME,
     EVENT_VALUES,
@@ -70,6 +70,7 @@ class FileReport:
     rejects: list[tuple[int | None, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None  # why a file found in a folder, glob or archive is not a trace export
 
     def reject(self, line: int | None, reason: str) -> None:
         self.rejects.append((line, reason))
@@ -96,6 +97,11 @@ class LoadReport:
     def errors(self) -> list[str]:
         return [f"{f.path}: {f.error}" for f in self.files if f.error]
 
+    @property
+    def loaded_files(self) -> list[FileReport]:
+        """Files read as trace exports (not failed, not skipped)."""
+        return [f for f in self.files if f.error is None and f.skipped is None]
+
     def to_frame(self) -> pd.DataFrame:
         """One row per file: format, encoding, delimiter, date order, row counts, warnings, error."""
         rows = [
@@ -106,12 +112,13 @@ class LoadReport:
                 "rows_read": f.rows_read, "rows_loaded": f.rows_loaded, "rows_rejected": f.rows_rejected,
                 "duplicates_removed": f.duplicates_removed, "events": f.events,
                 "warnings": "; ".join(f.warnings), "error": f.error or "",
+                "skipped": f.skipped or "",
             }
             for f in self.files
         ]
         return pd.DataFrame(rows, columns=[
             "file", "format", "encoding", "delimiter", "date_format", "date_order", "time_zone", "rows_read",
-            "rows_loaded", "rows_rejected", "duplicates_removed", "events", "warnings", "error",
+            "rows_loaded", "rows_rejected", "duplicates_removed", "events", "warnings", "error", "skipped",
         ])
 
     def rejects_frame(self) -> pd.DataFrame:
@@ -128,6 +135,9 @@ class LoadReport:
             if f.error:
                 parts.append(f"{f.path}: NOT LOADED: {f.error}")
                 continue
+            if f.skipped:
+                parts.append(f"{f.path}: skipped, not a trace export: {f.skipped}")
+                continue
             line = (f"{f.path}: {f.format_label} | {f.encoding}, delimiter {f.delimiter!r}, dates {f.date_format} "
                     f"({f.date_order}), {f.time_zone} | read {f.rows_read}, loaded {f.rows_loaded}, "
                     f"rejected {f.rows_rejected}, duplicates removed {f.duplicates_removed}, events {f.events}")
@@ -140,9 +150,9 @@ class LoadReport:
     __str__ = summary
 
     def _repr_html_(self) -> str:
+        noteworthy = any(f.warnings or f.rejects or f.error or f.skipped for f in self.files)
         return self.to_frame().to_html(index=False, escape=True) + (
-            f"<pre>{html.escape(self.summary())}</pre>" if any(f.warnings or f.rejects or f.error for f in self.files)
-            else "")
+            f"<pre>{html.escape(self.summary())}</pre>" if noteworthy else "")
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,14 @@ def load_trace(
         report.files.append(file_report)
         try:
             frames.append(_read_file(name, opener(), options, file_report))
+        except NotATraceError as exc:
+            if explicit and errors == "raise":
+                raise
+            reason = str(exc).removeprefix(f"{name}: ").removeprefix(f"{name}, ")
+            if explicit:
+                file_report.error = reason
+            else:
+                file_report.skipped = reason
         except TraceLoadError as exc:
             file_report.error = str(exc).removeprefix(f"{name}: ").removeprefix(f"{name}, ")
             if errors == "raise" and explicit:
@@ -373,7 +391,7 @@ def _detect(header: list[str], name: str, line: int, options: _Options, *, is_tr
         nearest = detection.nearest
         hint = (f"; the nearest known format is {nearest.label}, which also needs {', '.join(detection.lacking)}"
                 if nearest else "")
-        raise TraceLoadError(name, f"unknown header: columns seen are {seen}{hint}", line=line,
+        raise NotATraceError(name, f"unknown header: columns seen are {seen}{hint}", line=line,
                              expected="the header of a Get-MessageTrace, Get-MessageTraceDetail, EAC report, "
                                       "new EAC export or message-tracking log")
     duplicates = sorted({normalize(h) for h in header if [normalize(x) for x in header].count(normalize(h)) > 1})
@@ -672,9 +690,12 @@ def _explode_tracking(frame: pd.DataFrame, report: FileReport) -> pd.DataFrame:
     status_counts = statuses.map(len)
     single = status_counts == 1
     broadcast = single & (counts > 1)
-    statuses[broadcast] = [s * n for s, n in zip(statuses[broadcast], counts[broadcast], strict=True)]
     empty = status_counts == 0
-    statuses[empty] = [[None] * n for n in counts[empty]]
+    # lists go in through a Series: assigning a list of equal-length lists by mask makes numpy build a 2-D array
+    repeated = pd.Series([s * n for s, n in zip(statuses[broadcast], counts[broadcast], strict=True)]
+                         + [[None] * n for n in counts[empty]],
+                         index=[*statuses.index[broadcast], *statuses.index[empty]], dtype=object)
+    statuses = statuses.where(~(broadcast | empty), repeated)
     mismatch = ~(single | empty) & (status_counts != counts)
     for line, n, m in zip(frame.loc[mismatch, "__line__"], counts[mismatch], status_counts[mismatch], strict=True):
         report.reject(int(line), f"{n} recipients but {m} recipient-status entries")

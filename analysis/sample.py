@@ -402,7 +402,8 @@ _BLOCKS = (
     _Block("blast_gmail", 18, "dmarc", "gmail.com", window=(86.0, 86.4), sender="marketing",
            subjects=(_MARKETING_SUBJECT,)),
     _Block("blast_other", 8, "normal", window=(86.0, 86.4), sender="marketing", subjects=(_MARKETING_SUBJECT,)),
-    _Block("hostile", 2, "normal", fixed=True, subjects=_HOSTILE_SUBJECTS),
+    # hostile subjects on messages that expire, so the report's list of affected messages must show them
+    _Block("hostile", 2, "starttls", "litware.com", fixed=True, subjects=_HOSTILE_SUBJECTS),
     _Block("internal", 80, "internal", "contoso.com", recipients=(1, 3)),
     _Block("inbound", 80, "inbound", "contoso.com", sender="external"),
 )

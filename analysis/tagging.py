@@ -233,7 +233,7 @@ def _retry_outcome(out: pd.DataFrame, keys: pd.DataFrame) -> pd.Series:
         & out["transient"].fillna(False).astype(bool) & delivered_after & (n_defer <= GREYLIST_MAX_DEFERRALS)
     )
     evidence = (
-        "deferred " + n_defer[greylisted].astype(int).astype(str)
+        "deferred " + n_defer[greylisted].astype(int).astype(STRING)
         + "x with an unexplained temporary reply, then delivered on retry"
     )
     _set_cause(out, greylisted, "greylisting", "cross:deferred-then-delivered", evidence)
@@ -243,7 +243,7 @@ def _retry_outcome(out: pd.DataFrame, keys: pd.DataFrame) -> pd.Series:
         & (failed | (n_defer >= PERSISTENT_DEFERRALS))
     )
     evidence = (
-        "greylisted " + n_defer[persistent].astype(int).astype(str)
+        "greylisted " + n_defer[persistent].astype(int).astype(STRING)
         + "x and never accepted: a persistent refusal, not greylisting; "
         + out.loc[persistent, "cause_evidence"].fillna("")
     )

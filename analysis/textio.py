@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import TraceLoadError
+from .errors import NotATraceError, TraceLoadError
 
 _SNIFF_BYTES = 65536
 _NEWLINE, _CR, _QUOTE = 10, 13, 34
@@ -42,17 +42,26 @@ class DecodedText:
 
 
 def decode(raw: bytes, path: str) -> DecodedText:
-    """Detect the encoding of ``raw`` and return its content as UTF-8 without a BOM, lines ending in ``\\n``.
+    """Detect the encoding of ``raw`` and return its content as UTF-8 without a BOM.
 
-    A carriage return without a line feed (old Mac files, a stray CR) is a line break, as pyarrow and editors read it.
+    A carriage return without a line feed (old Mac files, a stray CR) becomes a line feed: pyarrow and editors read
+    it as a line break, and line numbers count line feeds.
     Raises :class:`TraceLoadError` for empty and binary files.
     """
     decoded = _decode(raw, path)
-    lone = decoded.data.count(b"\r") - decoded.data.count(b"\r\n")
+    lone = _lone_carriage_returns(decoded.data) if b"\r" in decoded.data else 0
     if lone:
         decoded.data = _LONE_CR.sub(b"\n", decoded.data)
         decoded.warnings.append(f"{lone} carriage returns without a line feed were read as line breaks")
     return decoded
+
+
+def _lone_carriage_returns(data: bytes) -> int:
+    """How many CR bytes are not followed by a LF."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    returns = np.flatnonzero(buf == _CR)
+    following = buf[np.minimum(returns + 1, buf.size - 1)]
+    return int(np.count_nonzero((following != _NEWLINE) | (returns + 1 == buf.size)))
 
 
 def _decode(raw: bytes, path: str) -> DecodedText:
@@ -137,7 +146,8 @@ def _reject_binary(head: bytes, path: str) -> None:
     for magic, what in _BINARY_MAGIC.items():
         if head.startswith(magic):
             hint = " (.xlsx files are ZIP archives: save the sheet as CSV first)" if magic == b"PK\x03\x04" else ""
-            raise TraceLoadError(path, f"this is {what}, not a text export{hint}",
+            error = TraceLoadError if hint else NotATraceError  # a workbook is likely the trace itself
+            raise error(path, f"this is {what}, not a text export{hint}",
                                  expected="a CSV or log text file")
     arr = np.frombuffer(head, dtype=np.uint8)
     if arr.size == 0:
@@ -145,7 +155,7 @@ def _reject_binary(head: bytes, path: str) -> None:
     control = (arr < 32) & ~np.isin(arr, (9, 10, 13))
     if arr.size and (np.count_nonzero(arr == 0) > 0.01 * arr.size or np.count_nonzero(control) > 0.05 * arr.size):
         first = int(np.argmax(control)) if control.any() else 0
-        raise TraceLoadError(
+        raise NotATraceError(
             path,
             f"the file is not text: it has binary control bytes (first at byte {first})",
             expected="a CSV or log text file",

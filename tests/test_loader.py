@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis import TraceLoadError, load_trace
+from analysis.errors import NotATraceError
 from analysis.schema import check_events
 
 PS51_HEADER = ('"PSComputerName","RunspaceId","PSShowComputerName","Organization","MessageId","Received",'
@@ -293,10 +294,14 @@ def test_folder_with_other_files_zip_and_report_mode(tmp_path):
     events, report = load_trace(folder, with_report=True)
     assert sorted(events["recipient"]) == ["a@x.com", "b@x.com"]
     errors = {Path(f.path).name: f.error for f in report.files if f.error}
-    assert set(errors) == {"notes.txt", "empty.csv"}
-    assert "unknown header" in errors["notes.txt"] and "empty" in errors["empty.csv"]
+    assert errors.keys() == {"empty.csv"} and "empty" in errors["empty.csv"]  # a trace-named file that is empty
+    skipped = {Path(f.path).name: f.skipped for f in report.files if f.skipped}
+    assert skipped.keys() == {"notes.txt"} and "unknown header" in skipped["notes.txt"]  # not an export: skipped
+    assert "notes.txt: skipped, not a trace export" in report.summary()
     assert any(f.path.endswith("more.zip!two.csv") for f in report.files)
-    assert not report.ok and len(report.to_frame()) == 4
+    assert not report.ok and len(report.to_frame()) == 4 and len(report.loaded_files) == 2
+    with pytest.raises(NotATraceError):  # named explicitly, it is an error
+        load_trace(folder / "notes.txt")
     with pytest.raises(TraceLoadError):
         load_trace([folder / "one.csv", folder / "empty.csv"])
     kept, partial = load_trace([folder / "one.csv", folder / "empty.csv"], errors="report", with_report=True)

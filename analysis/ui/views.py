@@ -1,0 +1,613 @@
+"""Widget views for the guided notebooks: pick files, a time range, a domain and cause, and page through tables.
+
+Each view is a small class: ``.widget`` is the ipywidgets box a notebook shows, the values are plain Python
+properties, ``observe``/``on_load`` register callbacks, and the heavy lifting is in :mod:`analysis.ui.render`.
+A view built with ``name=`` remembers its values across re-runs of its cell (see :mod:`analysis.ui.core`).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+from IPython.display import display
+
+from analysis.errors import ExoDeferralsError, TraceLoadError
+from analysis.loader import _TRACE_SUFFIXES, LoadReport, load_trace
+from analysis.schema import empty_events
+from analysis.ui.core import (
+    View,
+    download_html,
+    export_table,
+    headless,
+    lines_html,
+    message_html,
+    recall,
+    remember,
+    static_html,
+    table_html,
+)
+from analysis.ui.render import (
+    as_utc,
+    choice_label,
+    filter_rows,
+    in_time,
+    page_count,
+    page_rows,
+    problem_counts,
+    select_messages,
+    sort_rows,
+    time_steps,
+)
+
+PathsLike = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+TRACE_SUFFIXES = tuple(sorted(_TRACE_SUFFIXES))  # what load_trace reads from a folder
+WIDE = widgets.Layout(width="95%")
+
+
+def _heading(title: str) -> str:
+    return f"<b>{html.escape(title)}</b>" if title else ""
+
+
+# ---------------------------------------------------------------- files
+
+def paths_text(paths: PathsLike | None) -> str:
+    """The path box text for ``paths``: several paths are separated by ``;``."""
+    if paths is None:
+        return ""
+    if isinstance(paths, str | os.PathLike):
+        return os.fspath(paths)
+    return "; ".join(os.fspath(p) for p in paths)
+
+
+def split_paths(text: str) -> list[str]:
+    """The paths typed in the path box (separated by ``;`` or new lines)."""
+    return [part.strip() for part in text.replace("\n", ";").split(";") if part.strip()]
+
+
+def folder_listing(folder: Path) -> list[tuple[str, str]]:
+    """(label, path) of the parent, the sub-folders and the trace-like files of ``folder``, for the browser."""
+    entries = [(".. (up one folder)", str(folder.parent))] if folder.parent != folder else []
+    try:
+        children = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
+    except OSError:
+        return entries
+    for child in children:
+        if child.name.startswith("."):
+            continue
+        if child.is_dir():
+            entries.append((f"{child.name}/", str(child)))
+        elif child.suffix.lower() in TRACE_SUFFIXES:
+            entries.append((f"{child.name}  ({child.stat().st_size / 1024:,.0f} KB)", str(child)))
+    return entries
+
+
+def load_problems(report: LoadReport | None) -> list[str]:
+    """Plain-language problems of a load: files not loaded and rejected rows."""
+    if report is None:
+        return []
+    lines = []
+    failed = [f for f in report.files if f.error]
+    if failed:
+        if len(failed) < len(report.files):
+            lines.append(f"{len(failed)} of {len(report.files)} files could not be loaded (the others were):")
+        else:
+            lines.append("The file could not be loaded:" if len(failed) == 1 else "No file could be loaded:")
+        lines += [f"• {f.path}: {f.error.removeprefix(f.path).lstrip(':, ')}" for f in failed]
+    skipped = [f for f in report.files if f.skipped]
+    if skipped:
+        lines.append(f"{len(skipped)} file(s) found beside the exports are not trace exports and were skipped: "
+                     + ", ".join(Path(f.path).name for f in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
+    rejected = sum(f.rows_rejected for f in report.files)
+    if rejected:
+        lines.append(f"{rejected:,} rows were rejected: the table below says where and why.")
+    return lines
+
+
+REPORT_COLUMNS = ("file", "format", "encoding", "delimiter", "date_order", "time_zone", "rows_read", "rows_loaded",
+                  "rows_rejected", "duplicates_removed", "events", "warnings", "error", "skipped")
+
+
+def report_html(report: LoadReport, *, max_rejects: int = 20) -> str:
+    """The load report as escaped HTML: one row per file, then the first rejected rows."""
+    html_text = "<b>Load report</b>" + table_html(report.to_frame()[list(REPORT_COLUMNS)], text_limit=100)
+    rejects = report.rejects_frame()
+    if len(rejects):
+        html_text += "<b>Rejected rows</b>" + table_html(rejects, max_rows=max_rejects)
+    return html_text
+
+
+class FilePicker(View):
+    """Choose trace exports (path box, folder browser or upload), load them and show the load report.
+
+    Properties: ``paths`` (list of str), ``events`` (the canonical events table; empty until something loads),
+    ``report`` (:class:`~analysis.loader.LoadReport` or None), ``error`` (why nothing was loaded, or None) and
+    ``problems`` (files not loaded, rejected rows: friendly lines).
+    Callbacks: ``on_load(callback)``, called with ``(events, report)`` after every load.
+    Loading never raises: failures show as a message, and the files that could be read are loaded.
+    """
+
+    def __init__(self, paths: PathsLike | None = "../data/sample/", *, name: str | None = "files",
+                 load: bool = True, **load_options: Any):
+        self.name = name
+        self.load_options = load_options
+        state = recall(name, {"paths": paths_text(paths)})
+        self.events: pd.DataFrame = empty_events()
+        self.report: LoadReport | None = None
+        self.error: str | None = None
+        self.problems: list[str] = []
+        self.exception: BaseException | None = None
+        self._callbacks: list[Callable[[pd.DataFrame, LoadReport | None], None]] = []
+        self._upload_dir: Path | None = None
+        self._displayed = False
+
+        self.path_box = widgets.Text(value=state["paths"], description="Files",
+                                     placeholder="a file, folder or glob; several separated by ;", layout=WIDE)
+        self.browser = widgets.Select(options=[], rows=8, description="Browse", layout=WIDE)
+        self.upload = widgets.FileUpload(accept=",".join(TRACE_SUFFIXES), multiple=True, description="Upload")
+        self.load_button = widgets.Button(description="Load", button_style="primary", icon="folder-open")
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="Loading")
+        self.progress_text = widgets.HTML()
+        self.progress_box = widgets.HBox([self.progress, self.progress_text], layout=widgets.Layout(display="none"))
+        self.status = widgets.HTML()
+        self.report_html = widgets.HTML()
+        self.widget = widgets.VBox([
+            self.path_box, self.browser,
+            widgets.HBox([self.load_button, self.upload]), self.progress_box,
+            self.status, self.report_html,
+        ]).add_class("exo-file-picker")
+        self._browse(self._start_folder())
+        self.browser.observe(self._on_browse, names="value")
+        self.load_button.on_click(lambda _: self.load())
+        self.upload.observe(self._on_upload, names="value")
+        if load:
+            self.load()
+
+    @property
+    def paths(self) -> list[str]:
+        return split_paths(self.path_box.value)
+
+    @paths.setter
+    def paths(self, value: PathsLike) -> None:
+        self.path_box.value = paths_text(value)
+
+    def on_load(self, callback: Callable[[pd.DataFrame, LoadReport | None], None]) -> None:
+        self._callbacks.append(callback)
+
+    def load(self) -> pd.DataFrame:
+        """Load the files in the path box; returns the events (also in ``events``)."""
+        remember(self.name, paths=self.path_box.value)
+        self.error, self.exception, self.report = None, None, None
+        events = empty_events()
+        if not self.paths:
+            self.error = "Enter a file, a folder or a glob pattern (several separated by ;), or upload files."
+        else:
+            self.progress_box.layout.display = "flex"
+            if not self._displayed and not headless():  # the first load runs before the cell shows the picker
+                display(self.progress_box)
+            try:
+                events, self.report = load_trace(self.paths, errors="report", progress=self._progress,
+                                                  with_report=True, **self.load_options)
+            except TraceLoadError as exc:
+                expected = f" (expected {exc.expected})" if exc.expected else ""
+                self.error = f"Nothing was loaded from {self.path_box.value}: {exc.problem}{expected}"
+            except (ExoDeferralsError, OSError, ValueError) as exc:
+                self.error = f"Nothing was loaded: {exc}"
+                self.exception = exc
+            except Exception as exc:  # a notebook step must end in a message, never in a traceback
+                self.error = (f"Nothing was loaded because of an unexpected problem ({type(exc).__name__}: {exc}). "
+                              "Please report it with the file; this picker's details() has the technical details.")
+                self.exception = exc
+            finally:
+                self.progress_box.layout.display = "none"
+        self.events = events
+        self.problems = load_problems(self.report)
+        if self.error is None and events.empty:
+            self.error = "No events were loaded: check that these files are message-trace exports."
+        self._show()
+        for callback in self._callbacks:
+            callback(self.events, self.report)
+        return self.events
+
+    def details(self) -> str:
+        """The traceback of an unexpected loading problem (for a bug report), else ""."""
+        exc = self.exception
+        return "".join(traceback.format_exception(exc)) if exc else ""
+
+    def static(self) -> list[Any]:
+        return [static_html(self.status.value + self.report_html.value)]
+
+    def _ipython_display_(self) -> None:
+        self._displayed = True
+        super()._ipython_display_()
+
+    # -- internals
+
+    def _show(self) -> None:
+        if self.error:
+            self.status.value = message_html(self.error, "error") + lines_html(self.problems, "error")
+        else:
+            loaded = len(self.report.loaded_files) if self.report else 0
+            self.status.value = message_html(f"Loaded {len(self.events):,} events from {loaded} files.", "ok") + \
+                lines_html(self.problems, "warning")
+        self.report_html.value = "" if self.report is None else report_html(self.report)
+
+    def _progress(self, done: int, total: int, current: str) -> None:
+        self.progress.max = max(total, 1)
+        self.progress.value = done
+        self.progress.description = f"{done}/{total}"
+        self.progress_text.value = message_html(f"reading {current}…" if current else "combining the files…", "info")
+
+    def _start_folder(self) -> Path:
+        first = Path(self.paths[0]) if self.paths else Path.cwd()
+        folder = first if first.is_dir() else first.parent
+        return folder if folder.is_dir() else Path.cwd()
+
+    def _browse(self, folder: Path) -> None:
+        self._navigating = True
+        try:
+            self.browser.options = folder_listing(folder)
+            self.browser.value = None
+        finally:
+            self._navigating = False
+
+    def _on_browse(self, change: dict) -> None:
+        if self._navigating or not change["new"]:
+            return
+        chosen = Path(change["new"])
+        self.path_box.value = str(chosen)
+        if chosen.is_dir():
+            self._browse(chosen)
+
+    def _on_upload(self, change: dict) -> None:
+        files = change["new"]
+        if not files:
+            return
+        if self._upload_dir is None:
+            self._upload_dir = Path(tempfile.mkdtemp(prefix="exo-deferrals-upload-"))
+        written = []
+        for item in files:
+            target = self._upload_dir / Path(item["name"]).name
+            target.write_bytes(bytes(item["content"]))
+            written.append(str(target))
+        self.paths = written
+        self.load()
+
+
+# ---------------------------------------------------------------- time range
+
+class TimeRange(View):
+    """A UTC time window over the trace (hourly stops; daily for traces longer than a month).
+
+    Properties: ``start``, ``end`` (UTC Timestamps, None without data). ``apply(frame)`` keeps the rows
+    inside the window. Callbacks: ``observe(callback)``, called with ``(start, end)``.
+    """
+
+    def __init__(self, events: pd.DataFrame, *, start: object = None, end: object = None,
+                 name: str | None = "time"):
+        self.name = name
+        self._callbacks: list[Callable[[pd.Timestamp | None, pd.Timestamp | None], None]] = []
+        self.steps = time_steps(events["timestamp"])
+        state = recall(name, {"start": as_utc(start), "end": as_utc(end)})
+        options = [(f"{s:%Y-%m-%d %H:%M}", s) for s in self.steps] or [("no times in the trace", None)]
+        self.slider = widgets.SelectionRangeSlider(
+            options=options, index=(self._index(state["start"], 0), self._index(state["end"], len(options) - 1)),
+            description="Time (UTC)", continuous_update=False, disabled=not self.steps, layout=WIDE,
+            style={"description_width": "initial"})
+        self.widget = widgets.VBox([self.slider]).add_class("exo-time-range")
+        self.slider.observe(self._changed, names="value")
+
+    @property
+    def start(self) -> pd.Timestamp | None:
+        return self.slider.value[0]
+
+    @start.setter
+    def start(self, value: object) -> None:
+        self.slider.index = (self._index(as_utc(value), 0), self.slider.index[1])
+
+    @property
+    def end(self) -> pd.Timestamp | None:
+        return self.slider.value[1]
+
+    @end.setter
+    def end(self, value: object) -> None:
+        self.slider.index = (self.slider.index[0], self._index(as_utc(value), len(self.slider.options) - 1))
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return in_time(frame, self.start, self.end)
+
+    def observe(self, callback: Callable[[pd.Timestamp | None, pd.Timestamp | None], None]) -> None:
+        self._callbacks.append(callback)
+
+    def static(self) -> list[Any]:
+        if not self.steps:
+            return [static_html(message_html("no times in the trace", "info"))]
+        return [static_html(message_html(f"Time window (UTC): {self.start:%Y-%m-%d %H:%M} to "
+                                         f"{self.end:%Y-%m-%d %H:%M}", "info"))]
+
+    def _index(self, stamp: pd.Timestamp | None, default: int) -> int:
+        if stamp is None or not self.steps:
+            return default
+        position = pd.DatetimeIndex(self.steps).searchsorted(stamp, side="right") - 1
+        return min(max(int(position), 0), len(self.steps) - 1)
+
+    def _changed(self, change: dict) -> None:
+        remember(self.name, start=self.start, end=self.end)
+        for callback in self._callbacks:
+            callback(self.start, self.end)
+
+
+# ---------------------------------------------------------------- domain and cause
+
+ALL = ""  # the "(all ...)" choice of a dropdown
+
+
+class DomainCauseFilter(View):
+    """Choose a recipient domain and/or a cause; the choices come from the tagged trace, most affected first.
+
+    Properties: ``domain``, ``cause`` (str, None for all). ``selection(tagged)`` returns every event of the
+    matching messages. Callbacks: ``observe(callback)``, called with ``(domain, cause)``.
+    """
+
+    def __init__(self, tagged: pd.DataFrame, *, domain: str | None = None, cause: str | None = None,
+                 name: str | None = "domain_cause"):
+        self.name = name
+        self._callbacks: list[Callable[[str | None, str | None], None]] = []
+        domains = problem_counts(tagged, "recipient_domain")
+        causes = problem_counts(tagged, "cause")
+        self.domain_box = widgets.Dropdown(
+            options=[("(all domains)", ALL)] + [
+                (choice_label(r.recipient_domain, r.problem_events, r.problem_messages), r.recipient_domain.lower())
+                for r in domains.itertuples()],
+            description="Domain", layout=WIDE)
+        self.cause_box = widgets.Dropdown(
+            options=[("(all causes)", ALL)] + [
+                (choice_label(r.cause, r.problem_events, r.problem_messages), r.cause) for r in causes.itertuples()],
+            description="Cause", layout=WIDE)
+        self.note = widgets.HTML()
+        state = recall(name, {"domain": (domain or "").strip().lower(), "cause": (cause or "").strip()})
+        self._choose(state["domain"], state["cause"])
+        self.domain_box.add_class("exo-domain")
+        self.cause_box.add_class("exo-cause")
+        self.widget = widgets.VBox([self.domain_box, self.cause_box, self.note]).add_class("exo-domain-cause")
+        self.domain_box.observe(self._changed, names="value")
+        self.cause_box.observe(self._changed, names="value")
+
+    @property
+    def domain(self) -> str | None:
+        return self.domain_box.value or None
+
+    @domain.setter
+    def domain(self, value: str | None) -> None:
+        self._choose((value or "").strip().lower(), self.cause_box.value)
+
+    @property
+    def cause(self) -> str | None:
+        return self.cause_box.value or None
+
+    @cause.setter
+    def cause(self, value: str | None) -> None:
+        self._choose(self.domain_box.value, (value or "").strip())
+
+    def selection(self, tagged: pd.DataFrame) -> pd.DataFrame:
+        return select_messages(tagged, self.domain, self.cause)
+
+    def observe(self, callback: Callable[[str | None, str | None], None]) -> None:
+        self._callbacks.append(callback)
+
+    def static(self) -> list[Any]:
+        text = f"Domain: {self.domain or 'all domains'}; cause: {self.cause or 'all causes'}"
+        return [static_html(message_html(text, "info") + self.note.value)]
+
+    def _choose(self, domain: str, cause: str) -> None:
+        missing = []
+        for box, value, what in ((self.domain_box, domain, "domain"), (self.cause_box, cause, "cause")):
+            known = [v for _, v in box.options]
+            if value in known:
+                box.value = value
+            else:
+                box.value = ALL
+                missing.append(f"{what} {value!r} does not occur in this trace; showing all.")
+        self.note.value = lines_html(missing, "warning")
+
+    def _changed(self, change: dict) -> None:
+        self.note.value = ""
+        remember(self.name, domain=self.domain_box.value, cause=self.cause_box.value)
+        for callback in self._callbacks:
+            callback(self.domain, self.cause)
+
+
+# ---------------------------------------------------------------- tables
+
+PAGE_SIZES = (10, 25, 50, 100, 500)
+
+
+class TableView(View):
+    """A filterable, sortable, paged table with export of the filtered rows as guarded CSV.
+
+    ``columns`` limits the columns shown and exported. Properties: ``data`` (settable), ``filter_text``,
+    ``filter_column`` (None: any text column), ``sort_by``, ``ascending``, ``page``, ``page_size``; read-only
+    ``filtered`` (all rows passing the filter, sorted), ``visible`` (the rows of the current page), ``pages``,
+    ``last_export``. ``export()`` writes the filtered rows (also the Export button) and shows a download link.
+    """
+
+    def __init__(self, data: pd.DataFrame, *, title: str = "", name: str | None = None, page_size: int = 25,
+                 sort_by: str | None = None, ascending: bool = True, filter_text: str = "",
+                 filter_column: str | None = None, columns: Sequence[str] | None = None,
+                 export_dir: str | os.PathLike[str] | None = None):
+        self.name = name
+        self.title = title
+        self.columns = list(columns) if columns is not None else None
+        self.export_dir = export_dir
+        self.last_export: Path | None = None
+        self._data = self._shown(data)
+        self._filtered = data
+        state = recall(name, {"filter_text": filter_text, "filter_column": filter_column or ALL,
+                              "sort_by": sort_by or ALL, "ascending": ascending, "page_size": page_size})
+        self.heading = widgets.HTML(_heading(title))
+        self.filter_box = widgets.Text(value=state["filter_text"], description="Filter", placeholder="contains…",
+                                       continuous_update=False)
+        self.column_box = widgets.Dropdown(description="in")
+        self.sort_box = widgets.Dropdown(description="Sort by")
+        self.order_box = widgets.ToggleButtons(options=[("↑", True), ("↓", False)], value=state["ascending"],
+                                               style={"button_width": "32px"})
+        self.size_box = widgets.Dropdown(options=sorted({*PAGE_SIZES, state["page_size"]}),
+                                         value=state["page_size"], description="Rows",
+                                         layout=widgets.Layout(width="150px"))
+        self.previous_button = widgets.Button(description="◀", layout=widgets.Layout(width="40px"))
+        self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="40px"))
+        self.page_label = widgets.HTML()
+        self.table = widgets.HTML()
+        self.export_button = widgets.Button(description="Export CSV", icon="download",
+                                            tooltip="write the filtered rows as CSV")
+        self.export_link = widgets.HTML()
+        self._page = 1
+        self._set_columns(state["filter_column"], state["sort_by"])
+        self.widget = widgets.VBox([
+            self.heading,
+            widgets.HBox([self.filter_box, self.column_box]),
+            widgets.HBox([self.sort_box, self.order_box, self.size_box]),
+            self.table,
+            widgets.HBox([self.previous_button, self.page_label, self.next_button, self.export_button]),
+            self.export_link,
+        ]).add_class("exo-table-view")
+        for box in (self.filter_box, self.column_box, self.sort_box, self.order_box):
+            box.observe(self._refilter, names="value")
+        self.size_box.observe(self._resize, names="value")
+        self.previous_button.on_click(lambda _: setattr(self, "page", self._page - 1))
+        self.next_button.on_click(lambda _: setattr(self, "page", self._page + 1))
+        self.export_button.on_click(lambda _: self._export_clicked())
+        self._refilter()
+
+    # -- values
+
+    @property
+    def data(self) -> pd.DataFrame:
+        return self._data
+
+    @data.setter
+    def data(self, frame: pd.DataFrame) -> None:
+        self._data = self._shown(frame)
+        self._set_columns(self.column_box.value, self.sort_box.value)
+        self._refilter()
+
+    @property
+    def filter_text(self) -> str:
+        return self.filter_box.value
+
+    @filter_text.setter
+    def filter_text(self, value: str) -> None:
+        self.filter_box.value = value
+
+    @property
+    def filter_column(self) -> str | None:
+        return self.column_box.value or None
+
+    @filter_column.setter
+    def filter_column(self, value: str | None) -> None:
+        self.column_box.value = value or ALL
+
+    @property
+    def sort_by(self) -> str | None:
+        return self.sort_box.value or None
+
+    @sort_by.setter
+    def sort_by(self, value: str | None) -> None:
+        self.sort_box.value = value or ALL
+
+    @property
+    def ascending(self) -> bool:
+        return self.order_box.value
+
+    @ascending.setter
+    def ascending(self, value: bool) -> None:
+        self.order_box.value = bool(value)
+
+    @property
+    def page_size(self) -> int:
+        return self.size_box.value
+
+    @page_size.setter
+    def page_size(self, value: int) -> None:
+        if value not in self.size_box.options:
+            self.size_box.options = sorted({*self.size_box.options, value})
+        self.size_box.value = value
+
+    @property
+    def page(self) -> int:
+        return self._page
+
+    @page.setter
+    def page(self, value: int) -> None:
+        self._page = min(max(1, int(value)), self.pages)
+        self._render()
+
+    @property
+    def pages(self) -> int:
+        return page_count(len(self._filtered), self.page_size)
+
+    @property
+    def filtered(self) -> pd.DataFrame:
+        return self._filtered
+
+    @property
+    def visible(self) -> pd.DataFrame:
+        return page_rows(self._filtered, self._page, self.page_size)
+
+    def export(self, directory: str | os.PathLike[str] | None = None) -> Path:
+        """Write the filtered rows (all pages) as guarded CSV; returns the file and shows a download link."""
+        self.last_export = export_table(self._filtered, self.title or self.name or "table",
+                                        directory or self.export_dir)
+        self.export_link.value = download_html(self.last_export)
+        return self.last_export
+
+    def static(self) -> list[Any]:
+        return [static_html(self.heading.value + self.table.value + self.page_label.value)]
+
+    # -- internals
+
+    def _shown(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame if self.columns is None else frame[[c for c in self.columns if c in frame.columns]]
+
+    def _set_columns(self, filter_column: str, sort_by: str) -> None:
+        columns = [str(c) for c in self._data.columns]
+        self.column_box.options = [("any column", ALL)] + [(c, c) for c in columns]
+        self.column_box.value = filter_column if filter_column in columns else ALL
+        self.sort_box.options = [("(as is)", ALL)] + [(c, c) for c in columns]
+        self.sort_box.value = sort_by if sort_by in columns else ALL
+
+    def _refilter(self, change: dict | None = None) -> None:
+        rows = filter_rows(self._data, self.filter_text, self.filter_column)
+        self._filtered = sort_rows(rows, self.sort_by, self.ascending)
+        self._page = 1
+        remember(self.name, filter_text=self.filter_text, filter_column=self.column_box.value,
+                 sort_by=self.sort_box.value, ascending=self.ascending, page_size=self.page_size)
+        self._render()
+
+    def _resize(self, change: dict) -> None:
+        remember(self.name, page_size=self.page_size)
+        self.page = 1
+
+    def _render(self) -> None:
+        rows = len(self._filtered)
+        first = (self._page - 1) * self.page_size
+        self.table.value = table_html(self.visible, empty="no rows match")
+        shown = f"rows {first + 1:,}–{min(first + self.page_size, rows):,} of {rows:,}" if rows else "0 rows"
+        if rows != len(self._data):
+            shown += f" (filtered from {len(self._data):,})"
+        self.page_label.value = message_html(f"page {self._page} of {self.pages} · {shown}", "info")
+        self.previous_button.disabled = self._page <= 1
+        self.next_button.disabled = self._page >= self.pages
+
+    def _export_clicked(self) -> None:
+        try:
+            self.export()
+        except OSError as exc:
+            self.export_link.value = message_html(f"Could not write the export: {exc}", "error")

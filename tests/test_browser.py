@@ -1,0 +1,143 @@
+"""A real JupyterLab (and Voila) in headless Chromium: run the notebooks, drive their widgets, take screenshots.
+
+Servers come from conftest (loopback, random port and token, temporary Jupyter dirs). Chromium is Debian's
+(/usr/bin/chromium); without it these tests skip, except under CI=true where they fail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Dialog, Locator, Page, expect
+
+from analysis.endpoints import Endpoints
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+READY = 60_000  # ms: JupyterLab loaded, kernel idle
+RUN = 180_000  # ms: a notebook run on the sample
+ACT = 60_000  # ms: one widget interaction round trip through the kernel
+
+
+@pytest.fixture
+def page(page: Page) -> Iterator[Page]:
+    """pytest-playwright's page, large enough for the notebooks; no alert/confirm/prompt may open (trace text
+    such as ``<script>alert(1)</script>`` must never run)."""
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        if dialog.type != "beforeunload":
+            dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    yield page
+    assert not dialogs, f"dialogs opened: {dialogs}"
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=False)
+
+
+def open_notebook(page: Page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=READY)
+
+
+def run_all(page: Page) -> None:
+    """Run ▸ Run All Cells in the open notebook, and wait until every cell has run."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
+    page.locator('li[data-command="runmenu:run-all"]').click()
+    prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
+    expect(prompts.last).to_have_text(re.compile(r"\[\d+\]"), timeout=RUN)
+    expect(page.locator(".jp-Notebook .jp-InputPrompt", has_text="[*]")).to_have_count(0, timeout=RUN)
+    assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                            has_text="Traceback").count()
+
+
+def choose(select: Locator, starting_with: str) -> str:
+    """Select the option whose label starts with ``starting_with``; returns the label."""
+    label = next(text for text in select.locator("option").all_inner_texts() if text.startswith(starting_with))
+    select.select_option(label=label)
+    return label
+
+
+def wait_for_domain(page: Page, domain: str) -> None:
+    """Wait until every recipient of the drill-down's messages table is at ``domain``."""
+    page.wait_for_function(
+        """suffix => {
+            const cells = [...document.querySelectorAll(
+                ".exo-drill-messages table.exo-table tbody tr td:nth-child(2)")];
+            return cells.length > 0 && cells.every(td => td.textContent.endsWith(suffix));
+        }""", arg=f"@{domain}", timeout=ACT)
+
+
+def test_drill_down_to_the_ironport_partner(page, lab_server):
+    open_notebook(page, lab_server.address("/lab/tree/notebooks/02_why_deferred.ipynb"))
+    run_all(page)
+    domain = page.locator(".exo-domain select")
+    caption = page.locator(".exo-journey .exo-info").first
+    image = page.locator(".exo-journey img")
+
+    choose(domain, "adventure-works.com")  # the greylisted partner first, so that the IronPort one is a change
+    wait_for_domain(page, "adventure-works.com")
+    expect(caption).to_contain_text("@adventure-works.com", timeout=ACT)
+    expect(image).to_have_attribute("src", re.compile("^blob:"), timeout=ACT)
+    before = image.get_attribute("src")
+
+    label = choose(domain, "tailspintoys.com")
+    wait_for_domain(page, "tailspintoys.com")
+    expect(caption).to_contain_text("@tailspintoys.com", timeout=ACT)
+    expect(image).not_to_have_attribute("src", before, timeout=ACT)
+    image.scroll_into_view_if_needed()
+    screenshot(page, "02_why_deferred_tailspintoys")
+
+    run_all(page)  # re-running the cells keeps the choice
+    expect(page.locator(".exo-domain select option:checked")).to_have_text(label, timeout=ACT)
+    wait_for_domain(page, "tailspintoys.com")
+
+
+def test_paste_an_allowlist_and_see_the_missing_range(page, lab_server, sample_dir):
+    open_notebook(page, lab_server.address("/lab/tree/notebooks/03_gateways_and_exchange_ranges.ipynb"))
+    run_all(page)
+    box = page.locator(".exo-allowlist")
+    text = box.locator("textarea")
+    status = box.locator(".exo-error, .exo-ok").first
+    complete = "\n".join(Endpoints.bundled().exchange_mail_flow_ranges(port=25))
+    text.fill(complete)
+    box.get_by_role("button", name="Audit").click()
+    expect(status).to_contain_text("Every Exchange Online SMTP range is allowed", timeout=ACT)
+
+    text.fill((sample_dir / "partner_allowlist_ironport.txt").read_text())
+    box.get_by_role("button", name="Audit").click()
+    expect(status).to_contain_text("missing from the list: 52.100.0.0/14", timeout=ACT)
+    missing = box.locator("h4", has_text="Missing Exchange Online ranges").locator("xpath=following-sibling::table[1]")
+    expect(missing).to_contain_text("52.100.0.0/14")
+    expect(box.get_by_text(re.compile("^Download allowlist-corrected"))).to_be_visible()
+    missing.scroll_into_view_if_needed()
+    screenshot(page, "03_allowlist_audit")
+
+
+def test_voila_serves_load_and_triage_as_a_live_app(page, voila_server):
+    page.goto(voila_server.address("/"), timeout=RUN)
+    picker = page.locator(".exo-file-picker")
+    expect(picker.locator(".exo-ok")).to_contain_text("Loaded", timeout=RUN)
+    assert not page.locator("text=from analysis import").count()  # an app: code hidden
+    events = page.locator(".exo-table-view", has_text="All events")
+    search = events.locator(".widget-text input").first
+    search.fill("alert(1)")
+    search.press("Enter")
+    expect(events.locator("table.exo-table")).to_contain_text("<script>alert(1)</script>", timeout=ACT)
+    assert "filtered from" in events.inner_text()
+    events.scroll_into_view_if_needed()
+    screenshot(page, "01_voila_search")
+
+    picker.locator(".widget-text input").first.fill("no-such-folder/")
+    picker.get_by_role("button", name=re.compile(r"^\W*Load$")).click()
+    expect(picker.locator(".exo-error").first).to_contain_text("No events were loaded", timeout=ACT)
