@@ -35,7 +35,8 @@ $(PANDAS22_STAMP): pyproject.toml
 	touch $(PANDAS22_STAMP)
 
 test-pandas22: $(PANDAS22_STAMP)
-	$(PANDAS22)/bin/python -m pytest -q -m "not browser" --ignore=tests/test_notebooks.py --ignore=tests/test_report.py
+	$(PANDAS22)/bin/python -m pytest -q -m "not browser" --ignore=tests/test_notebooks.py --ignore=tests/test_report.py \
+		--ignore=tests/test_browser.py --ignore=tests/test_report_browser.py
 
 report: $(STAMP)
 	$(BIN)/exo-deferrals report data/sample --allowlist data/sample/partner_allowlist_ironport.txt -o build/report/report.html

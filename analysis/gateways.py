@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analysis.errors import ExoDeferralsError
 
@@ -110,8 +112,7 @@ def identify_gateways(remote_host: pd.Series, reply: pd.Series | None = None, *,
             raise ExoDeferralsError(f"reply has {len(reply)} rows, remote_host has {len(remote_host)}")
         unknown = result < 0
         if unknown.any():
-            by_reply = _per_distinct(reply[unknown], lambda text: _reply_vendor(text, replies))
-            result[unknown] = by_reply
+            result[unknown] = _reply_vendors(reply[unknown], replies)
     return pd.Series(pd.Categorical.from_codes(result, categories=vendors), index=remote_host.index,
                      name="gateway")
 
@@ -137,8 +138,27 @@ def _host_vendor(host: str, suffixes: dict[str, int], patterns: list[tuple[re.Pa
     return -1
 
 
-def _reply_vendor(text: str, replies: list[tuple[re.Pattern[str], int]]) -> int:
-    for pattern, code in replies:
-        if pattern.search(text):
-            return code
-    return -1
+def _reply_vendors(reply: pd.Series, replies: list[tuple[re.Pattern[str], int]]) -> np.ndarray:
+    """Per row, the code of the first reply pattern (in file order) found in the text, else -1.
+
+    Each distinct text is searched once per pattern, all texts at a time (RE2 in pyarrow; Python's ``re``
+    for a pattern RE2 cannot run).
+    """
+    codes, uniques = pd.factorize(reply.astype(object), use_na_sentinel=True)
+    decided = np.full(len(uniques) + 1, -1, dtype=np.int64)  # the last slot is NA's
+    if len(uniques):
+        texts = pd.Series([u if isinstance(u, str) else str(u) for u in uniques], dtype=object)
+        try:
+            arrow = pa.array(texts.to_numpy(), type=pa.large_string())
+        except (UnicodeError, pa.ArrowException):  # lone surrogates: Python's re only
+            arrow = None
+        for pattern, code in reversed(replies):  # the first pattern in order wins: it is written last
+            try:
+                if arrow is None:
+                    raise pa.ArrowInvalid("no arrow text")
+                hit = pc.match_substring_regex(arrow, pattern.pattern, ignore_case=True).to_numpy(
+                    zero_copy_only=False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                hit = texts.str.contains(pattern, regex=True).to_numpy(dtype=bool)
+            decided[:-1][hit] = code
+    return decided[np.where(codes >= 0, codes, len(uniques))]

@@ -900,7 +900,7 @@ def _in_domains(domains: pd.Series, tenant: set[str]) -> pd.Series:
     """True where a domain is one of ``tenant`` or a sub-domain of one (whole-column, on unique values)."""
     suffixes = tuple("." + t for t in tenant)
     member = map_unique(domains, lambda d: d.isin(tenant) | d.str.endswith(suffixes) if suffixes else d.isin(tenant))
-    return member.fillna(False).astype(bool)
+    return member.astype("boolean").fillna(False).astype(bool)
 
 
 def _drop_duplicates(events: pd.DataFrame, report: LoadReport) -> pd.DataFrame:

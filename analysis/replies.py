@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analysis.schema import STRING
 
@@ -127,16 +129,37 @@ def _as_text(values: pd.Series) -> pd.Series:
     return text.astype(object)
 
 
+# literals without which a (case-insensitive) pattern cannot match: texts lacking them skip the regex
+_NEEDLES: dict[re.Pattern[str], str] = {
+    _RETURNED: "returned '", _RESPONDED: "responded with", _ENDPOINT: "last endpoint attempted was ",
+    _LED: "{LED=", _MESSAGE: "[Message=", _LAST_NAME: "[LastAttemptedServerName=", _LAST_IP: "[LastAttemptedIP=",
+    _PROXY_IP: "OutboundProxyTargetIP:", _PROXY_HOST: "OutboundProxyTargetHostName:", _ARROW: " -> ",
+}
+
+
 def _groups(text: pd.Series, pattern: re.Pattern[str]) -> pd.DataFrame:
     """The named groups of ``pattern``'s first match in each text (NaN where absent), one column each."""
     if not len(text):
         return pd.DataFrame({name: pd.Series([], dtype=object) for name in pattern.groupindex})
+    needle = _NEEDLES.get(pattern)
+    if needle is not None:
+        candidates = pc.match_substring(pa.array(text.to_numpy(), type=pa.large_string()), needle, ignore_case=True)
+        mask = candidates.fill_null(False).to_numpy(zero_copy_only=False)
+        if not mask.all():
+            found = text[mask].str.extract(pattern) if mask.any() else None
+            return pd.DataFrame(found, index=text.index, columns=list(pattern.groupindex), dtype=object)
     return text.str.extract(pattern)
 
 
 def _extract(text: pd.Series, pattern: re.Pattern[str]) -> pd.Series:
     """The ``v`` group of ``pattern``'s first match in each text (NaN where absent)."""
     return _groups(text, pattern)["v"]
+
+
+def _coalesce(first: pd.Series, then: pd.Series) -> pd.Series:
+    """``first`` where it has a value, else ``then`` (object Series; no dtype inference on the way)."""
+    values = first.to_numpy(dtype=object)
+    return pd.Series(np.where(pd.isna(values), then.to_numpy(dtype=object), values), index=first.index, dtype=object)
 
 
 def _blank_to_na(values: pd.Series) -> pd.Series:
@@ -163,7 +186,7 @@ def _parse_unique(text: pd.Series) -> pd.DataFrame:
     arrow = _extract(inner, _ARROW)
     remote_reply = _blank_to_na(message)
     for candidate in (paren, arrow, responded, returned):
-        remote_reply = remote_reply.fillna(_blank_to_na(candidate))
+        remote_reply = _coalesce(remote_reply, _blank_to_na(candidate))
 
     outer_code, outer_enh = _codes(body)
     in_code, in_enh = _codes(remote_reply.fillna(""))
@@ -181,7 +204,7 @@ def _parse_unique(text: pd.Series) -> pd.DataFrame:
         _ip,
     )
     exo_groups = _groups(body, _EXO_HOST)
-    exo = exo_groups["a"].fillna(exo_groups["b"])
+    exo = _coalesce(exo_groups["a"], exo_groups["b"])
 
     columns = {
         "smtp_code": in_code.where(use_inner, outer_code),
@@ -211,7 +234,7 @@ def _first_valid(candidates: list[pd.Series], clean: Callable[[pd.Series], pd.Se
     """Coalesce ``candidates`` after ``clean`` turned blank, redacted or malformed values into NA."""
     result = clean(candidates[0])
     for candidate in candidates[1:]:
-        result = result.fillna(clean(candidate))
+        result = _coalesce(result, clean(candidate))
     return result
 
 

@@ -6,6 +6,7 @@ dirs, and are stopped (process group) when the session ends. Start-up waits are 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -14,10 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,30 @@ SERVER_START_TIMEOUT = 60.0
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-playwright 0.10 defines its session fixture base_url as a method; pytest 9 warns about it
     config.addinivalue_line("filterwarnings", "ignore:Session-scoped fixtures defined as instance methods")
+    # tests (and the notebooks and servers they start, which inherit this) never reach Microsoft: the endpoints
+    # tests that fetch point the client at a loopback server and lift this themselves
+    os.environ["EXO_DEFERRALS_OFFLINE"] = "1"
+    os.environ["EXO_DEFERRALS_CACHE"] = tempfile.mkdtemp(prefix="exo-deferrals-cache-")
+    socket.socket.connect = _loopback_only(socket.socket.connect)  # type: ignore[method-assign]
+    socket.socket.connect_ex = _loopback_only(socket.socket.connect_ex)  # type: ignore[method-assign]
+
+
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
+
+
+def _loopback_only(connect: Callable) -> Callable:
+    """``socket.connect`` that refuses any address but loopback (network tests only ever touch 127.0.0.1)."""
+    def guarded(sock: socket.socket, address: object) -> object:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+            host = str(address[0]).split("%")[0]
+            try:
+                allowed = any(ipaddress.ip_address(host) in net for net in LOOPBACK)
+            except ValueError:  # a name: resolve it like connect would
+                allowed = host == "localhost"
+            if not allowed:
+                raise ConnectionRefusedError(f"tests may only connect to loopback, not {address!r}")
+        return connect(sock, address)
+    return guarded
 
 
 @pytest.fixture(scope="session")

@@ -466,3 +466,10 @@ def test_cli_update_failure_is_loud(server, tmp_path, capsys):
 def test_cli_refuses_plain_http(capsys):
     assert ep.main(["--base-url", "http://example.com", "--update"]) == 1
     assert "https" in capsys.readouterr().err
+
+
+def test_the_test_session_cannot_reach_beyond_loopback():
+    """conftest guards sockets: a test that tried Microsoft's real service would fail here, not hang in CI."""
+    import socket
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError, match="only connect to loopback"):
+        sock.connect(("203.0.113.7", 443))
