@@ -130,10 +130,11 @@ def _as_text(values: pd.Series) -> pd.Series:
 
 
 # literals without which a (case-insensitive) pattern cannot match: texts lacking them skip the regex
-_NEEDLES: dict[re.Pattern[str], str] = {
-    _RETURNED: "returned '", _RESPONDED: "responded with", _ENDPOINT: "last endpoint attempted was ",
-    _LED: "{LED=", _MESSAGE: "[Message=", _LAST_NAME: "[LastAttemptedServerName=", _LAST_IP: "[LastAttemptedIP=",
-    _PROXY_IP: "OutboundProxyTargetIP:", _PROXY_HOST: "OutboundProxyTargetHostName:", _ARROW: " -> ",
+_NEEDLES: dict[re.Pattern[str], tuple[str, ...]] = {
+    _PAREN: ("expired", "]("), _RETURNED: ("returned '",), _RESPONDED: ("responded with",),
+    _ENDPOINT: ("last endpoint attempted was ",), _LED: ("{LED=",), _MESSAGE: ("[Message=",),
+    _LAST_NAME: ("[LastAttemptedServerName=",), _LAST_IP: ("[LastAttemptedIP=",),
+    _PROXY_IP: ("OutboundProxyTargetIP:",), _PROXY_HOST: ("OutboundProxyTargetHostName:",), _ARROW: (" -> ",),
 }
 
 
@@ -141,10 +142,11 @@ def _groups(text: pd.Series, pattern: re.Pattern[str]) -> pd.DataFrame:
     """The named groups of ``pattern``'s first match in each text (NaN where absent), one column each."""
     if not len(text):
         return pd.DataFrame({name: pd.Series([], dtype=object) for name in pattern.groupindex})
-    needle = _NEEDLES.get(pattern)
-    if needle is not None:
-        candidates = pc.match_substring(pa.array(text.to_numpy(), type=pa.large_string()), needle, ignore_case=True)
-        mask = candidates.fill_null(False).to_numpy(zero_copy_only=False)
+    needles = _NEEDLES.get(pattern)
+    if needles is not None:
+        arrow = pa.array(text.to_numpy(), type=pa.large_string())
+        mask = np.logical_or.reduce([pc.match_substring(arrow, needle, ignore_case=True).fill_null(False)
+                                     .to_numpy(zero_copy_only=False) for needle in needles])
         if not mask.all():
             found = text[mask].str.extract(pattern) if mask.any() else None
             return pd.DataFrame(found, index=text.index, columns=list(pattern.groupindex), dtype=object)

@@ -7,13 +7,12 @@ Each measurement runs in its own process so its peak memory is its own. Run: ``p
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-OUT = Path(__file__).parent / "out"
+from common import publish
 
 # Each task prints "seconds peak_rss_bytes baseline_rss_bytes rows" on its last line.
 _PRELUDE = """
@@ -92,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {r['file_mb']:.0f} MB | {floor['seconds']:.2f} s | {load['seconds']:.2f} s "
             f"({load['peak_mb']:.0f} MB) | {naive['seconds']:.2f} s | {load['seconds'] / floor['seconds']:.1f}x "
             f"| {naive['seconds'] / load['seconds']:.1f}x | {load['peak_mb'] / r['file_mb']:.1f}x |")
-    text = "\n".join(lines)
-    print(text)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "load.json").write_text(json.dumps({"markdown": text, "results": results}, indent=2))
-    return 0
+    return publish("load", lines, results)
 
 
 if __name__ == "__main__":

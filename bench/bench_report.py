@@ -9,15 +9,15 @@ Prints a markdown table and writes bench/out/report.json.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import publish
+
 ROOT = Path(__file__).resolve().parent.parent
-OUT = Path(__file__).parent / "out"
 MB = 2**20
 ALLOWLIST_FILE = "partner_allowlist_ironport.txt"  # written into the sample folder by `exo-deferrals sample`
 
@@ -84,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {r['input_mb']:.1f} MB | {r['seconds']:.1f} s | {r['peak_mb']:.0f} MB | {r['html_mb']:.2f} MB "
             f"| {r['charts']:.0f} files, {r['charts_mb']:.1f} MB | {r['events_csv_mb']:.1f} / "
             f"{r['events_parquet_mb']:.1f} MB |")
-    text = "\n".join(lines)
-    print(text)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "report.json").write_text(json.dumps({"markdown": text, "results": results}, indent=2))
-    return 0
+    return publish("report", lines, results)
 
 
 if __name__ == "__main__":

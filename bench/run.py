@@ -1,7 +1,8 @@
 """Run every benchmark (bench/bench_*.py) in one go and write their tables into README.md.
 
-Each benchmark prints a markdown section on stdout; this script puts them, with the machine and date, between
-the ``<!-- bench:start -->`` and ``<!-- bench:end -->`` markers of the README. Figures are ratios measured in
+Each benchmark prints a markdown section on stdout; this script puts it, with the machine and date, between
+the ``<!-- bench:start -->`` and ``<!-- bench:end -->`` markers of the README (``bench/run.py NAME...`` runs and
+replaces only those sections). Figures are ratios measured in
 the same run (against the physical floor and a naive baseline), so a noisy shared machine still compares fairly.
 """
 
@@ -20,8 +21,11 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks named in ``argv`` (default: all) and update their sections of the README."""
     only = set(argv if argv is not None else sys.argv[1:])
-    sections = []
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    sections = _sections(text)
     for script in sorted((ROOT / "bench").glob("bench_*.py")):
         name = script.stem.removeprefix("bench_")
         if only and name not in only:
@@ -31,17 +35,22 @@ def main(argv: list[str] | None = None) -> int:
         output = done.stdout.strip() if done.returncode == 0 else f"FAILED (exit {done.returncode}):\n\n```\n" \
             f"{(done.stderr or done.stdout)[-2000:]}\n```"
         print(output, flush=True)
-        sections.append(f"#### {name}\n\n{output}")
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-               f"run {datetime.date.today().isoformat()} with `make bench`")
-    block = f"{START}\n_{machine}._\n\n" + "\n\n".join(sections) + f"\n{END}"
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if only:
-        print("(a subset was run: README not updated)")
-        return 0
+        run = f"_{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, " \
+              f"run {datetime.date.today().isoformat()}._"
+        sections[name] = f"#### {name}\n\n{run}\n\n{output}"
+    intro = "_Each section says when it was last run (`make bench` runs all; `bench/run.py NAME...` some)._"
+    block = f"{START}\n{intro}\n\n" + "\n\n".join(sections[name] for name in sorted(sections)) + f"\n{END}"
     readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
     return 0
+
+
+def _sections(readme: str) -> dict[str, str]:
+    """The benchmark sections now in the README, by name (``#### name`` headings between the markers)."""
+    found = re.search(re.escape(START) + "(.*?)" + re.escape(END), readme, flags=re.S)
+    body = found.group(1) if found else ""
+    parts = re.split(r"^(?=#### )", body, flags=re.M)
+    return {part.split("\n", 1)[0].removeprefix("#### ").strip(): part.strip()
+            for part in parts if part.startswith("#### ")}
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from badinput_helpers import make_corpus
 
 from analysis import TraceLoadError, load_trace
 from analysis.errors import NotATraceError
@@ -152,12 +153,6 @@ def test_eac_enhanced_summary_utf16_expands_recipient_status(tmp_path, bom):
     assert set(events["connector"]) == {"To_DefaultOpportunisticTLS"}
 
 
-TRACKING_FIELDS_2016 = (
-    "date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,connector-id,source,event-id,"
-    "internal-message-id,message-id,network-message-id,recipient-address,recipient-status,total-bytes,"
-    "recipient-count,related-recipient-address,reference,message-subject,sender-address,return-path,message-info,"
-    "directionality,tenant-id,original-client-ip,original-server-ip,custom-data,transport-traffic-type,log-id,"
-    "schema-version")
 
 
 def test_tracking_log_splits_recipient_lists_and_skips_repeated_headers(tmp_path):
@@ -165,7 +160,7 @@ def test_tracking_log_splits_recipient_lists_and_skips_repeated_headers(tmp_path
                     '{IP=68.232.140.21};{LRT=}]};{[{LED=451 4.7.1 Access denied};{MSG=};{FQDN=};{IP=};{LRT=}]}"')
     text = "\r\n".join([
         "#Software: Microsoft Exchange Server", "#Version: 15.02.1544.004", "#Log-type: Message Tracking Log",
-        "#Date: 2026-11-16T00:00:01.000Z", "#Fields: " + TRACKING_FIELDS_2016,
+        "#Date: 2026-11-16T00:00:01.000Z", "#Fields: " + make_corpus.TRACKING_FIELDS_2016,
         "2026-11-16T10:00:10.632Z,10.0.0.5,EX01,68.232.140.21,mx1.hc4112-47.iphmx.com,,Outbound,SMTP,DEFER,123,<a@b>,"
         "81945af2-cab7-45ad-ba23-08d8ede2715d,bob@tailspintoys.com;x@tailspintoys.com," + defer_status +
         ",1234,2,,,Hello,al@contoso.com,al@contoso.com,,Originating,,,,,Email,abc,15.02.1544.004",
@@ -187,7 +182,7 @@ def test_tracking_log_splits_recipient_lists_and_skips_repeated_headers(tmp_path
 
 
 def test_tracking_log_2010_field_set_without_network_message_id(tmp_path):
-    fields = TRACKING_FIELDS_2016.replace("network-message-id,", "").split(",tenant-id")[0]
+    fields = make_corpus.TRACKING_FIELDS_2016.replace("network-message-id,", "").split(",tenant-id")[0]
     row = ("2012-05-22T17:33:35.632Z,,EX10,,,,,SMTP,SEND,64712272257893,<1@x>,r@y.com,250 2.0.0 OK,7631,1,,,S,"
            "s@contoso.com,s@contoso.com,,Originating")
     text = f"#Software: Microsoft Exchange Server\n#Version: 14.0.0.0\n#Fields: {fields}\n{row}\n"

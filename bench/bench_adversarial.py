@@ -1,0 +1,69 @@
+"""Adversarial replies: does classifying a reply take time linear in its length (no catastrophic backtracking)?
+
+Run: ``.venv/bin/python bench/bench_adversarial.py``. Each adversarial unit (pieces of the LED / NDR grammar that
+make regexes try hard: unclosed brackets, repeated openers, nested wrappers, long runs of codes) is repeated into
+one reply of 10 KB, 100 KB and 1 MB, which ``classify_replies`` (parsing, gateway fingerprints, rules) classifies
+alone. Linear work grows 10x from 100 KB to 1 MB; quadratic work would grow 100x. Best of 3 runs. Prints a
+markdown table and writes bench/out/adversarial.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from common import publish
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.causes import classify_replies
+
+SIZES = (10_000, 100_000, 1_000_000)
+LINEAR_ENOUGH = 20.0  # growth 100 KB -> 1 MB; 10 is linear, 100 quadratic
+REPEAT = 3
+UNITS = {
+    "unclosed [Message=[": "[Message=[",
+    "repeated {LED=": "{LED=450 4.4.316 ",
+    "nested Server at ... returned '": "Server at mx.example.org (192.0.2.1) returned '",
+    "open parentheses after expired": "expired, (",
+    "code pairs": "550 5.7.1 ",
+    "arrows": " -> 451 4.4.400 ",
+    "EXO brackets": "[AB1CD.eop-nam1.prod.protection.outlook.com 2024-01-01T00:00:00.000Z",
+    "dots and digits": "5.5.5.5.",
+    "LastAttempted facts": "[LastAttemptedIP=[[[",
+    "quotes": "responded with: \"'",
+}
+
+
+def seconds(reply: str) -> float:
+    best = float("inf")
+    for _ in range(REPEAT):
+        start = time.perf_counter()
+        classify_replies([reply])
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> int:
+    classify_replies(["warm-up 550 5.1.1 user unknown"])
+    baseline = seconds("550 5.1.1 user unknown")  # the fixed cost of one call
+    results = {}
+    for name, unit in UNITS.items():
+        times = {size: seconds((unit * (size // len(unit) + 1))[:size]) for size in SIZES}
+        growth = (times[SIZES[2]] - baseline) / max(times[SIZES[1]] - baseline, 1e-6)
+        results[name] = {"seconds": {str(k): round(v, 4) for k, v in times.items()}, "growth": round(growth, 1),
+                         "linear_enough": growth < LINEAR_ENOUGH}
+    lines = [f"One reply of each size, `classify_replies` alone (fixed cost of a call: {baseline * 1000:.1f} ms). "
+             f"Growth 100 KB -> 1 MB: 10x is linear, 100x quadratic.", "",
+             "| adversarial unit | 10 KB | 100 KB | 1 MB | growth 100 KB -> 1 MB | linear-ish |",
+             "|---|---:|---:|---:|---:|:-:|"]
+    for name, r in results.items():
+        t = r["seconds"]
+        lines.append(f"| {name} | {t[str(SIZES[0])]:.3f} s | {t[str(SIZES[1])]:.3f} s | {t[str(SIZES[2])]:.3f} s "
+                     f"| {r['growth']:.1f}x | {'yes' if r['linear_enough'] else 'NO'} |")
+    return publish("adversarial", lines, results)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
