@@ -24,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks named in ``argv`` (default: all) and update their sections of the README."""
     only = set(argv if argv is not None else sys.argv[1:])
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    sections = _sections(text)
+    fresh: dict[str, str] = {}
     for script in sorted((ROOT / "bench").glob("bench_*.py")):
         name = script.stem.removeprefix("bench_")
         if only and name not in only:
@@ -37,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         print(output, flush=True)
         run = f"_{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, " \
               f"run {datetime.date.today().isoformat()}._"
-        sections[name] = f"#### {name}\n\n{run}\n\n{output}"
+        fresh[name] = f"#### {name}\n\n{run}\n\n{output}"
+    text = readme.read_text()  # read now: the README may have been edited while the benchmarks ran
+    sections = _sections(text) | fresh
     intro = "_Each section says when it was last run (`make bench` runs all; `bench/run.py NAME...` some)._"
     block = f"{START}\n{intro}\n\n" + "\n\n".join(sections[name] for name in sorted(sections)) + f"\n{END}"
     readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
