@@ -28,10 +28,12 @@ temporary, 5xx permanent; the basic code first, so ``550 4.4.7`` is permanent), 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tomllib
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -260,7 +262,8 @@ def classify_replies(
     pair_codes, pair_keys = pd.factorize(key)
     stride = len(vendor_uniques) + 1
     reply_index = pair_keys // stride - 1
-    texts = [None if i < 0 else _clean_text(reply_uniques[i]) for i in reply_index]
+    unique_values = np.asarray(reply_uniques, dtype=object)
+    texts = [None if i < 0 else _clean_text(unique_values[i]) for i in reply_index]
     unique_vendors = None
     if vendors is not None:
         unique_vendors = [None if i < 0 else str(vendor_uniques[i]) for i in pair_keys % stride - 1]
@@ -291,16 +294,11 @@ def _classify_unique(texts: list[str | None], vendors: list[str | None] | None, 
     best = np.full(n, -1, dtype=np.int64)
     winner = np.full(n, -1, dtype=np.int64)
     outer_only = np.zeros(n, dtype=bool)
-    for index, rule in enumerate(ruleset.rules):
-        hit, via_outer = _rule_hits(rule, led, inner, outer, smtp, vendor_array)
-        tier = np.full(n, _TIER[rule.tier], dtype=np.int64)
-        if rule.tier == "code":
-            tier[via_outer] = _TIER["outer"]
-        score = tier * _PRIORITY_SPAN + rule.priority
-        better = hit & (score > best)
-        best[better] = score[better]
-        winner[better] = index
-        outer_only[better] = via_outer[better]
+    # the rules' regexes run in pyarrow (RE2), which releases the GIL: evaluate them on every core, keep file order
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        hits = pool.map(lambda rule: _rule_hits(rule, led, inner, outer, smtp, vendor_array), ruleset.rules)
+        for index, (rule, (hit, via_outer)) in enumerate(zip(ruleset.rules, hits, strict=True)):
+            _keep_better(rule, index, hit, via_outer, best, winner, outer_only)
 
     # per winner (the last slot, taken by winner -1, is "no rule": unknown)
     outcome = [(r.cause, r.id, r.explanation, r.remedy) for r in ruleset.rules] + [("unknown", None, None, None)]
@@ -322,6 +320,19 @@ def _classify_unique(texts: list[str | None], vendors: list[str | None] | None, 
         "evidence": pd.array(_evidence(ruleset.rules, winner, outer_only, led, parsed, vendor_array), dtype=STRING),
     }
     return pd.DataFrame(columns, index=pd.RangeIndex(n))
+
+
+def _keep_better(rule: Rule, index: int, hit: np.ndarray, via_outer: np.ndarray, best: np.ndarray,
+                 winner: np.ndarray, outer_only: np.ndarray) -> None:
+    """Make rule ``index`` the winner (in place) where it hits with a better score than the best so far."""
+    tier = np.full(len(hit), _TIER[rule.tier], dtype=np.int64)
+    if rule.tier == "code":
+        tier[via_outer] = _TIER["outer"]
+    score = tier * _PRIORITY_SPAN + rule.priority
+    better = hit & (score > best)
+    best[better] = score[better]
+    winner[better] = index
+    outer_only[better] = via_outer[better]
 
 
 def _categorical(labels: list[str], winner: np.ndarray, categories: Sequence[str] | None = None) -> pd.Categorical:

@@ -863,7 +863,8 @@ def _parse_replies(events: pd.DataFrame) -> pd.DataFrame:
 
     if "reply" not in events or events["reply"].isna().all():
         return events
-    parsed = parse_replies(events["reply"])
+    parsed = parse_replies(events["reply"], columns=("smtp_code", "enhanced_code", "remote_reply", "remote_host",
+                                                     "remote_ip", "exo_host"))
     for column in ("smtp_code", "enhanced_code", "remote_reply"):
         events[column] = parsed[column]
     for column in ("remote_host", "remote_ip", "exo_host"):

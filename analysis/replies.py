@@ -43,6 +43,8 @@ REPLY_COLUMNS: dict[str, object] = {
 # The LED ends at the next `};{KEY=`, at `}]`, or (truncated text) at the end; the `$` fallback makes the
 # first `{LED=` always match, so the lazy scan runs once.
 _LED = re.compile(r"\{LED=(?P<v>.*?)(?:\};\s?\{(?:MSG|FQDN|IP|LRT)=|\}\]|\Z)", re.S)
+# Python's \s (str.isspace) spelled out for RE2, whose \s is ASCII only
+_SPACE_RE2 = r"[\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
 _FQDN = re.compile(r"\{FQDN=(?P<v>[^{};\[\]]{0,300})")
 _IP = re.compile(r"\{IP=(?P<v>[^{};]{0,100})")
 _LRT = re.compile(r"\{LRT=(?P<v>[^{};\[\]]{0,100})")
@@ -103,17 +105,20 @@ _IP_PORT = re.compile(r"\A(?P<v>[^:]*\.[^:]*):\d{1,5}\Z")
 _REDACTED = re.compile(r"\A[\sxX*.:#-]*\Z|x{3,}|X{3,}|\*{3,}")
 
 
-def parse_replies(replies: Iterable[object] | pd.Series) -> pd.DataFrame:
+def parse_replies(replies: Iterable[object] | pd.Series, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """Parse reply/Detail/LED texts into the :data:`REPLY_COLUMNS` (absent facts are NA).
 
     A Series' index is kept; any other iterable gets a RangeIndex. Each distinct text is parsed once; NA,
-    empty, truncated or malformed texts give NA fields, never an exception.
+    empty, truncated or malformed texts give NA fields, never an exception. ``columns``: only these of
+    :data:`REPLY_COLUMNS` (spreading long texts such as ``led`` back over millions of rows costs time).
     """
     series = replies if isinstance(replies, pd.Series) else pd.Series(list(replies), dtype=object)
     codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
     parsed = _parse_unique(_as_text(pd.Series(uniques, dtype=object)))
+    if columns is not None:
+        parsed = parsed[list(columns)]
     # one extra all-NA row for the NA sentinel (-1 takes the last row)
-    na_row = pd.DataFrame({c: pd.array([pd.NA], dtype=t) for c, t in REPLY_COLUMNS.items()})
+    na_row = pd.DataFrame({c: pd.array([pd.NA], dtype=REPLY_COLUMNS[c]) for c in parsed.columns})
     table = pd.concat([parsed, na_row], ignore_index=True)
     out = table.take(np.asarray(codes, dtype=np.intp))
     out.index = series.index
@@ -129,6 +134,11 @@ def _as_text(values: pd.Series) -> pd.Series:
     return text.astype(object)
 
 
+# the same patterns for RE2 (pyarrow), where Python's backtracking is slow on long texts; equal results are tested
+_RE2: dict[re.Pattern[str], str] = {
+    _LED: rf"(?s)\{{LED=(?P<v>.*?)(?:\}};{_SPACE_RE2}?\{{(?:MSG|FQDN|IP|LRT)=|\}}\]|\z)",
+}
+
 # literals without which a (case-insensitive) pattern cannot match: texts lacking them skip the regex
 _NEEDLES: dict[re.Pattern[str], tuple[str, ...]] = {
     _PAREN: ("expired", "]("), _RETURNED: ("returned '",), _RESPONDED: ("responded with",),
@@ -142,6 +152,15 @@ def _groups(text: pd.Series, pattern: re.Pattern[str]) -> pd.DataFrame:
     """The named groups of ``pattern``'s first match in each text (NaN where absent), one column each."""
     if not len(text):
         return pd.DataFrame({name: pd.Series([], dtype=object) for name in pattern.groupindex})
+    if pattern in _RE2:  # every group of these patterns takes part in a match
+        found = pc.extract_regex(pa.array(text.to_numpy(), type=pa.large_string()), _RE2[pattern])
+        matched = found.is_valid().to_numpy(zero_copy_only=False)
+        columns = {}
+        for name in pattern.groupindex:
+            values = found.field(name).to_numpy(zero_copy_only=False).astype(object)
+            values[~matched] = np.nan
+            columns[name] = values
+        return pd.DataFrame(columns, index=text.index)
     needles = _NEEDLES.get(pattern)
     if needles is not None:
         arrow = pa.array(text.to_numpy(), type=pa.large_string())

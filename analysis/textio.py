@@ -57,11 +57,8 @@ def decode(raw: bytes, path: str) -> DecodedText:
 
 
 def _lone_carriage_returns(data: bytes) -> int:
-    """How many CR bytes are not followed by a LF."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    returns = np.flatnonzero(buf == _CR)
-    following = buf[np.minimum(returns + 1, buf.size - 1)]
-    return int(np.count_nonzero((following != _NEWLINE) | (returns + 1 == buf.size)))
+    """How many CR bytes are not followed by a LF (each CRLF holds one CR; bytes.count runs at memory speed)."""
+    return data.count(b"\r") - data.count(b"\r\n")
 
 
 def _decode(raw: bytes, path: str) -> DecodedText:

@@ -2,8 +2,8 @@
 
 Run: ``.venv/bin/python bench/bench_adversarial.py``. Each adversarial unit (pieces of the LED / NDR grammar that
 make regexes try hard: unclosed brackets, repeated openers, nested wrappers, long runs of codes) is repeated into
-one reply of 10 KB, 100 KB and 1 MB, which ``classify_replies`` (parsing, gateway fingerprints, rules) classifies
-alone. Linear work grows 10x from 100 KB to 1 MB; quadratic work would grow 100x. Best of 3 runs. Prints a
+one reply of 100 KB, 1 MB and 4 MB, which ``classify_replies`` (parsing, gateway fingerprints, rules) classifies
+alone. Linear work grows 4x from 1 MB to 4 MB; quadratic work would grow 16x. Best of 3 runs. Prints a
 markdown table and writes bench/out/adversarial.json.
 """
 
@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.causes import classify_replies
 
-SIZES = (10_000, 100_000, 1_000_000)
-LINEAR_ENOUGH = 20.0  # growth 100 KB -> 1 MB; 10 is linear, 100 quadratic
+SIZES = (100_000, 1_000_000, 4_000_000)
+LINEAR_ENOUGH = 6.0  # growth 1 MB -> 4 MB: 4 is linear, 16 quadratic
 REPEAT = 3
 UNITS = {
     "unclosed [Message=[": "[Message=[",
@@ -55,8 +55,8 @@ def main() -> int:
         results[name] = {"seconds": {str(k): round(v, 4) for k, v in times.items()}, "growth": round(growth, 1),
                          "linear_enough": growth < LINEAR_ENOUGH}
     lines = [f"One reply of each size, `classify_replies` alone (fixed cost of a call: {baseline * 1000:.1f} ms). "
-             f"Growth 100 KB -> 1 MB: 10x is linear, 100x quadratic.", "",
-             "| adversarial unit | 10 KB | 100 KB | 1 MB | growth 100 KB -> 1 MB | linear-ish |",
+             f"Growth 1 MB -> 4 MB: 4x is linear, 16x quadratic.", "",
+             "| adversarial unit | 100 KB | 1 MB | 4 MB | growth 1 MB -> 4 MB | linear-ish |",
              "|---|---:|---:|---:|---:|:-:|"]
     for name, r in results.items():
         t = r["seconds"]

@@ -15,9 +15,10 @@ from pathlib import Path
 from common import publish
 
 # Each task prints "seconds peak_rss_bytes baseline_rss_bytes rows" on its last line.
-_PRELUDE = """
-import resource, sys, time
-def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+_PRELUDE = r"""
+import re, sys, time
+def rss():  # this process's peak RSS (VmHWM; ru_maxrss would carry the forking parent's peak over exec)
+    return int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 """
 TASKS = {
     "floor": _PRELUDE + """
@@ -38,7 +39,7 @@ events = load_trace(path)
 print(time.perf_counter() - t, rss(), base, len(events))
 """,
     "naive": _PRELUDE + """
-import re, datetime, pandas as pd
+import datetime, pandas as pd
 path, skip = sys.argv[1], int(sys.argv[2])
 code = re.compile(r"\\b([245]\\d\\d)[ -]([245]\\.\\d{1,3}\\.\\d{1,3})")
 host = re.compile(r"\\{FQDN=([^}]*)\\}")

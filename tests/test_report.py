@@ -241,6 +241,15 @@ def test_redacted_report_holds_no_address_local_part_or_subject(redacted, raw):
     assert redacted.redacted
 
 
+def test_redacted_load_report_shows_file_names_not_folders(redacted, plain, sample_dir):
+    """The folders a trace was loaded from (user names, share names) stay out of a redacted report."""
+    folder = str(sample_dir.resolve())
+    assert folder in plain.html.read_text(encoding="utf-8")  # the plain report shows where the files were
+    page = redacted.html.read_text(encoding="utf-8")
+    assert folder not in page and str(sample_dir.parent) not in page
+    assert "messagetrace_ps51_en-US.csv" in page
+
+
 def test_domains_redacted_report_holds_no_domain_or_remote_host(domains_redacted, raw):
     texts = visible_text(domains_redacted)
     addresses, _, subjects = sensitive(raw)
