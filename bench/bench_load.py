@@ -25,8 +25,10 @@ TASKS = {
 import pyarrow as pa, pyarrow.csv as pv
 path, skip = sys.argv[1], int(sys.argv[2])
 base = rss(); t = time.perf_counter()
-table = pv.read_csv(path, read_options=pv.ReadOptions(skip_rows=skip),
-                    parse_options=pv.ParseOptions(newlines_in_values=True))
+names = pv.open_csv(path, read_options=pv.ReadOptions(skip_rows=skip)).schema.names
+table = pv.read_csv(path, read_options=pv.ReadOptions(skip_rows=skip),  # every column as text: no conversion
+                    parse_options=pv.ParseOptions(newlines_in_values=True),
+                    convert_options=pv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())))
 print(time.perf_counter() - t, rss(), base, table.num_rows)
 """,
     "load_trace": _PRELUDE + """
@@ -57,11 +59,18 @@ print(time.perf_counter() - t, rss(), base, len(frame))
 }
 
 
+REPEAT = 3  # best of, each in a fresh process (the machine is shared)
+
+
 def run(task: str, *args: str) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-c", TASKS[task], *args], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).parent.parent)
-    seconds, peak, base, rows = done.stdout.strip().splitlines()[-1].split()
-    return {"seconds": float(seconds), "peak_mb": (float(peak) - float(base)) / 2**20, "rows": int(rows)}
+    best: dict[str, float] = {}
+    for _ in range(REPEAT):
+        done = subprocess.run([sys.executable, "-c", TASKS[task], *args], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent.parent)
+        seconds, peak, base, rows = done.stdout.strip().splitlines()[-1].split()
+        if not best or float(seconds) < best["seconds"]:
+            best = {"seconds": float(seconds), "peak_mb": (float(peak) - float(base)) / 2**20, "rows": int(rows)}
+    return best
 
 
 def make_inputs(folder: Path, rows: int) -> dict[str, tuple[Path, int]]:
@@ -82,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             size_mb = path.stat().st_size / 2**20
             measured = {task: run(task, str(path), str(skip)) for task in TASKS}
             results[label] = {"file_mb": size_mb, **measured}
-    lines = [f"Loading {args.rows:,} rows (one process per measurement; peak = RSS growth during the task).", "",
+    lines = [f"Loading {args.rows:,} rows (best of {REPEAT}, one process per run; floor = pyarrow reading every "
+             "column as text; peak = RSS growth during the task).", "",
              "| file | size | floor (pyarrow) | load_trace | naive (pandas + per-row Python) | load/floor "
              "| naive/load | load peak memory / file size |",
              "|---|---|---|---|---|---|---|---|"]
@@ -92,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {r['file_mb']:.0f} MB | {floor['seconds']:.2f} s | {load['seconds']:.2f} s "
             f"({load['peak_mb']:.0f} MB) | {naive['seconds']:.2f} s | {load['seconds'] / floor['seconds']:.1f}x "
             f"| {naive['seconds'] / load['seconds']:.1f}x | {load['peak_mb'] / r['file_mb']:.1f}x |")
+    def met(ok: bool) -> str:
+        return "met" if ok else "NO"
+
+    verdicts = [f"{label.split(' (')[0]}: {met(r['load_trace']['seconds'] <= 3 * r['floor']['seconds'])} / "
+                f"{met(r['naive']['seconds'] >= 10 * r['load_trace']['seconds'])} / "
+                f"{met(r['load_trace']['peak_mb'] < 3 * r['file_mb'])}" for label, r in results.items()]
+    lines += ["", "goals (issue 2): within 3x the floor / at least 10x faster than naive / peak memory under 3x the "
+              "file size: " + "; ".join(verdicts)]
     return publish("load", lines, results)
 
 

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {name}", flush=True)
         done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True)
-        output = done.stdout.strip() if done.returncode == 0 else f"FAILED (exit {done.returncode}):\n\n```\n" \
+        printed = "\n".join(line for line in done.stdout.splitlines() if not line.startswith("written "))
+        output = printed.strip() if done.returncode == 0 else f"FAILED (exit {done.returncode}):\n\n```\n" \
             f"{(done.stderr or done.stdout)[-2000:]}\n```"
         print(output, flush=True)
         run = f"_{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, " \
