@@ -43,8 +43,6 @@ REPLY_COLUMNS: dict[str, object] = {
 # The LED ends at the next `};{KEY=`, at `}]`, or (truncated text) at the end; the `$` fallback makes the
 # first `{LED=` always match, so the lazy scan runs once.
 _LED = re.compile(r"\{LED=(?P<v>.*?)(?:\};\s?\{(?:MSG|FQDN|IP|LRT)=|\}\]|\Z)", re.S)
-# Python's \s (str.isspace) spelled out for RE2, whose \s is ASCII only
-_SPACE_RE2 = r"[\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
 _FQDN = re.compile(r"\{FQDN=(?P<v>[^{};\[\]]{0,300})")
 _IP = re.compile(r"\{IP=(?P<v>[^{};]{0,100})")
 _LRT = re.compile(r"\{LRT=(?P<v>[^{};\[\]]{0,100})")
@@ -134,10 +132,7 @@ def _as_text(values: pd.Series) -> pd.Series:
     return text.astype(object)
 
 
-# the same patterns for RE2 (pyarrow), where Python's backtracking is slow on long texts; equal results are tested
-_RE2: dict[re.Pattern[str], str] = {
-    _LED: rf"(?s)\{{LED=(?P<v>.*?)(?:\}};{_SPACE_RE2}?\{{(?:MSG|FQDN|IP|LRT)=|\}}\]|\z)",
-}
+
 
 # literals without which a (case-insensitive) pattern cannot match: texts lacking them skip the regex
 _NEEDLES: dict[re.Pattern[str], tuple[str, ...]] = {
@@ -149,18 +144,12 @@ _NEEDLES: dict[re.Pattern[str], tuple[str, ...]] = {
 
 
 def _groups(text: pd.Series, pattern: re.Pattern[str]) -> pd.DataFrame:
-    """The named groups of ``pattern``'s first match in each text (NaN where absent), one column each."""
+    """The named groups of ``pattern``'s first match in each text (NaN where absent), one column each.
+
+    Texts without any of the pattern's needles skip the regex.
+    """
     if not len(text):
         return pd.DataFrame({name: pd.Series([], dtype=object) for name in pattern.groupindex})
-    if pattern in _RE2:  # every group of these patterns takes part in a match
-        found = pc.extract_regex(pa.array(text.to_numpy(), type=pa.large_string()), _RE2[pattern])
-        matched = found.is_valid().to_numpy(zero_copy_only=False)
-        columns = {}
-        for name in pattern.groupindex:
-            values = found.field(name).to_numpy(zero_copy_only=False).astype(object)
-            values[~matched] = np.nan
-            columns[name] = values
-        return pd.DataFrame(columns, index=text.index)
     needles = _NEEDLES.get(pattern)
     if needles is not None:
         arrow = pa.array(text.to_numpy(), type=pa.large_string())

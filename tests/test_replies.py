@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis.replies import REPLY_COLUMNS, parse_replies
@@ -759,17 +759,3 @@ def test_non_string_values() -> None:
     assert len(out) == 4
     assert out["smtp_code"].iloc[3] == 550
 
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(_PIECES | st.text(max_size=4) | st.sampled_from(["\u00a0", "\u2028", "\x0b", "\x1c"]))
-                .map("".join), min_size=1, max_size=8))
-@example(["{LED=a};\u00a0{IP=1}", "{LED=b};\x0b{MSG=}", "{LED=c};\u2028{FQDN=x}", "{LED=d\n e}]", "{LED=f"])
-def test_re2_forms_of_the_patterns_find_what_python_finds(texts: list[str]) -> None:
-    """The patterns that run in RE2 (pyarrow) for speed give exactly Python's ``re`` results."""
-    from analysis import replies
-
-    series = pd.Series([replies._as_text(pd.Series([t], dtype=object)).iloc[0] for t in texts], dtype=object)
-    for pattern in replies._RE2:
-        fast = replies._groups(series, pattern)
-        slow = series.str.extract(pattern)
-        pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
