@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit-allowlist": ("analysis.allowlist", "audit a gateway allow-list against Exchange Online ranges"),
     "report": ("analysis.report", "render the investigation of trace files into a shareable HTML report"),
     "sample": ("analysis.sample", "write the bundled sample trace (or a big one for benchmarks)"),
+    "ingest": ("analysis.store", "add trace exports to a Parquet store of tagged events (Dask, any size)"),
 }
 
 

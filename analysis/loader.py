@@ -836,7 +836,7 @@ def _join_detail_to_summary(events: pd.DataFrame) -> pd.DataFrame:
         return events
     summary = events.loc[is_summary & events["trace_id"].notna(),
                          ["trace_id", "recipient", "sender", "subject", "size_bytes", "status", "timestamp"]]
-    summary = summary.sort_values("timestamp").drop_duplicates(["trace_id", "recipient"], keep="last")
+    summary = summary.sort_values("timestamp", kind="stable").drop_duplicates(["trace_id", "recipient"], keep="last")
     fill = ["sender", "subject", "size_bytes", "status"]
     detail = events.loc[is_detail]
     by_pair = detail[["trace_id", "recipient"]].merge(summary, on=["trace_id", "recipient"], how="left")

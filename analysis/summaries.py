@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .columns import map_unique, to_arrow
+from .engine import is_dask
 from .formats import BY_NAME
 from .schema import CAUSES, DIRECTIONS, STRING, TAG_COLUMNS
 
@@ -460,6 +461,11 @@ def message_timelines(tagged: pd.DataFrame, *, direction: str | None = "outbound
     exo_hosts, exo_ips (Exchange Online servers and source IPs used). Identity columns come from the first row
     of each message+recipient. Sorted by first seen.
     """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return engine.message_timelines(tagged, direction=direction)
+
     t = _prepare(tagged, direction, ("sender", "subject", "remote_host", "remote_ip", "exo_host", "exo_ip"))
     pairs = _pair_outcomes(t)
     n = t.n_pairs
@@ -516,6 +522,11 @@ def retry_intervals(tagged: pd.DataFrame, *, direction: str | None = "outbound")
     Columns: message, recipient, recipient_domain, at (the retry), interval_minutes, cause (of the attempt that
     was retried, i.e. the deferral before the gap). Sorted by message+recipient, then time.
     """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return engine.retry_intervals(tagged, direction=direction)
+
     t = _prepare(tagged, direction)
     ns = t.ns()
     dated = np.flatnonzero(np.isin(t.kind, (_DEFER, _DELIVERED, _FAILED)) & ~t.summary & (ns != _NAT))
@@ -649,6 +660,11 @@ def summarize_domains(tagged: pd.DataFrame, *, sort: str = "impact", direction: 
     the mail weighs most, who still waits next, who got it late least. ``sort``: impact (default; ties by
     recipients, deferrals), deferrals, failed, pending, recipients, max_delay, first_deferral or name.
     """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return engine.summarize_domains(tagged, sort=sort, direction=direction)
+
     t = _prepare(tagged, direction, ("gateway",))
     group, labels = _domains(t)
     out = _group_summary(t, _pair_outcomes(t), group, labels, "recipient_domain", sort)
@@ -687,6 +703,11 @@ def summarize_causes(tagged: pd.DataFrame, *, direction: str | None = "outbound"
     Columns: cause, events (deferrals + failures), deferrals, failures (expiries included), recipients and
     messages affected, domains, share (of all deferral and failure events), top_domains (three, with counts).
     """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return engine.summarize_causes(tagged, direction=direction)
+
     t = _prepare(tagged, direction)
     cause = t.causes()
     chosen = np.isin(t.kind, (_DEFER, _FAILED, _EXPIRED)) & (cause >= 0)
@@ -713,6 +734,11 @@ def headline(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> dic
     """The numbers for a first screen: messages, recipients, deferred (recipients), deferrals (events), delivered,
     delivered_after_deferral, failed, expired, pending, domains, worst_domain (by impact) and its impact,
     dominant_cause and the share of deferred or failed recipients it hit, and the trace's start and end (UTC)."""
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return engine.headline(tagged, direction=direction)
+
     t = _prepare(tagged, direction)
     pairs = _pair_outcomes(t)
     group, labels = _domains(t)
@@ -757,6 +783,12 @@ def queue_ages(tagged: pd.DataFrame, now: Any = None, *, rollup_parent: bool = F
     ``min_subdomains`` of them (qshape -m). Nothing pending: only the TOTAL row, all zero. ``attrs["now"]``:
     the reference time.
     """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return engine.queue_ages(tagged, now, rollup_parent=rollup_parent, min_subdomains=min_subdomains,
+                                 direction=direction)
+
     t = _prepare(tagged, direction)
     now = t.end if now is None else _utc(now)
     counts = pd.DataFrame(np.zeros((0, len(AGE_BUCKETS)), dtype=np.int64), columns=list(AGE_BUCKETS),
@@ -825,6 +857,11 @@ def top_replies(tagged: pd.DataFrame, n: int = 20, *, direction: str | None = "o
     Columns: reply (normalized), cause, events, deferrals, failures, messages, recipients, domains,
     top_domains (three, with counts), example (one original reply), first_seen, last_seen. Most events first.
     """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return engine.top_replies(tagged, n, direction=direction)
+
     t = _prepare(tagged, direction)
     chosen = np.flatnonzero(np.isin(t.kind, (_DEFER, _FAILED, _EXPIRED)) & t.notna("reply"))
     replies = t.at(chosen, "reply")["reply"]
@@ -870,6 +907,11 @@ def deferrals_by_hour(tagged: pd.DataFrame, *, freq: str = "1h", direction: str 
     empty ones as 0. Columns: every cause of :data:`analysis.schema.CAUSES`, in that order (a deferral without a
     cause counts as unknown). Undated deferrals are left out. ``attrs["freq"]``: the period as a Timedelta.
     """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return engine.deferrals_by_hour(tagged, freq=freq, direction=direction)
+
     step = pd.Timedelta(freq)
     if step <= pd.Timedelta(0):
         raise ValueError(f"freq {freq!r}: expected a positive period such as '1h' or '1D'")

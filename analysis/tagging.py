@@ -29,6 +29,7 @@ import pandas as pd
 
 from analysis.causes import classify_replies, default_rules
 from analysis.endpoints import Endpoints
+from analysis.engine import is_dask
 from analysis.gateways import identify_gateways
 from analysis.schema import CAUSES, STRING, conform
 
@@ -54,8 +55,13 @@ def tag(events: pd.DataFrame, *, endpoints: Endpoints | None = None, classify: b
     """A copy of ``events`` (the canonical table) with the tag columns added.
 
     ``endpoints``: the Microsoft 365 endpoint data to match IPs against (default: the bundled snapshot).
-    ``classify=False`` skips the cause columns (left NA) and the cross-event rules.
+    ``classify=False`` skips the cause columns (left NA) and the cross-event rules. A Dask DataFrame or a store
+    folder is tagged on Dask (:func:`analysis.engine.tag`, lazy).
     """
+    if is_dask(events):
+        from analysis import engine
+
+        return engine.tag(events, endpoints=endpoints, classify=classify)
     original_index = events.index
     out = conform(events).reset_index(drop=True)  # positional work below; the caller's index comes back
     ep = endpoints if endpoints is not None else Endpoints.bundled()
