@@ -346,15 +346,7 @@ def queue_ages(data: Any, now: Any = None, *, rollup_parent: bool = False, min_s
     buckets = list(summaries.AGE_BUCKETS)
     counts = pd.concat([p.drop(index="TOTAL")[buckets] for p in parts])
     counts = counts[counts.sum(axis=1).to_numpy() > 0]
-    total = pd.DataFrame([counts.sum(axis=0).to_numpy()], index=["TOTAL"], columns=buckets)
-    if rollup_parent:
-        counts = pd.concat([counts, summaries._parents(counts, min_subdomains)])
-    totals = counts.sum(axis=1)
-    order = pd.DataFrame({"t": totals.to_numpy(), "len": totals.index.str.len(), "name": totals.index})
-    counts = counts.iloc[order.sort_values(["t", "len", "name"], ascending=[False, True, True]).index.to_numpy()]
-    out = pd.concat([total, counts]).astype(np.int64)
-    out.insert(0, "T", out.sum(axis=1))
-    out.index.name, out.columns.name = "recipient_domain", "age_minutes"
+    out = summaries.queue_table(counts, rollup_parent, min_subdomains)
     _stamped(out, start, end)
     out.attrs["now"] = None if pd.isna(reference) else reference
     return out

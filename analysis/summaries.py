@@ -805,6 +805,14 @@ def queue_ages(tagged: pd.DataFrame, now: Any = None, *, rollup_parent: bool = F
         matrix = np.bincount(group[pending] * b + bucket, minlength=k * b).reshape(k, b)
         counts = pd.DataFrame(matrix, index=pd.Index(labels, dtype=object), columns=list(AGE_BUCKETS))
         counts = counts[counts.sum(axis=1).to_numpy() > 0]
+    out = queue_table(counts, rollup_parent, min_subdomains)
+    t.stamp(out)
+    out.attrs["now"] = _or_none(now)
+    return out
+
+
+def queue_table(counts: pd.DataFrame, rollup_parent: bool, min_subdomains: int) -> pd.DataFrame:
+    """The queue_ages table from per-domain bucket counts: TOTAL first, parents optional, biggest first, T column."""
     total = pd.DataFrame([counts.sum(axis=0).to_numpy()], index=["TOTAL"], columns=list(AGE_BUCKETS))
     if rollup_parent:
         counts = pd.concat([counts, _parents(counts, min_subdomains)])
@@ -814,8 +822,6 @@ def queue_ages(tagged: pd.DataFrame, now: Any = None, *, rollup_parent: bool = F
     out = pd.concat([total, counts]).astype(np.int64)
     out.insert(0, "T", out.sum(axis=1))
     out.index.name, out.columns.name = "recipient_domain", "age_minutes"
-    t.stamp(out)
-    out.attrs["now"] = _or_none(now)
     return out
 
 
