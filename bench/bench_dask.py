@@ -17,7 +17,6 @@ bench/out/dask.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -26,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import publish  # noqa: E402
+from common import PeakRSS, publish  # noqa: E402
 
 EVENTS = int(os.environ.get("EXO_BENCH_DASK_EVENTS", 10_000_000))
 PANDAS_EVENTS = 1_000_000
@@ -47,35 +45,6 @@ CLUSTER_SIZES = (64, 512)  # cores of the clusters in the paper estimate
 CLUSTER_EFFICIENCY = 0.7  # share of linear scaling assumed there (shuffle over the network, stragglers)
 
 
-class TreePeak:
-    """The largest sum of resident memory over this process and all its descendants (sampled every 50 ms)."""
-
-    def __init__(self) -> None:
-        self.root = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def now(self) -> int:
-        total = 0
-        for process in [self.root, *self.root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                total += process.memory_info().rss
-        return total
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.now())
-
-    def __enter__(self) -> TreePeak:
-        self.peak = self.now()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.now())
 
 
 def vmhwm() -> int:
@@ -107,7 +76,7 @@ def run_dask(files: list[Path], store: Path) -> dict:
     from analysis import engine, summaries
     from analysis.store import ingest, read_manifest
 
-    with TreePeak() as peak:
+    with PeakRSS(tree=True, interval=0.05) as peak:
         started = time.perf_counter()
         client = engine.connect("local", n_workers=WORKERS, threads_per_worker=1, processes=True)
         startup = time.perf_counter() - started

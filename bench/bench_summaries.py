@@ -23,7 +23,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
+from common import PeakRSS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -199,29 +199,6 @@ def generate(events: int, seed: int = SEED) -> tuple[pd.DataFrame, dict]:
     return tagged, shape
 
 
-class PeakRSS:
-    """The largest resident set size seen while the block runs (sampled every 5 ms)."""
-
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            self._stop.wait(0.005)
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self.process.memory_info().rss
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
 
 
 def tasks(tagged: pd.DataFrame) -> dict[str, Callable[[], object]]:
