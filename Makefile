@@ -35,7 +35,7 @@ $(PANDAS22_STAMP): pyproject.toml
 	touch $(PANDAS22_STAMP)
 
 test-pandas22: $(PANDAS22_STAMP)
-	$(PANDAS22)/bin/python -m pytest -q -m "not browser" --ignore=tests/test_notebooks.py --ignore=tests/test_report.py \
+	$(PANDAS22)/bin/python -m pytest -q -m "not browser" --ignore=tests/test_notebooks.py --ignore=tests/test_notebooks_dask.py --ignore=tests/test_report.py \
 		--ignore=tests/test_browser.py --ignore=tests/test_report_browser.py
 
 report: $(STAMP)

@@ -11,6 +11,7 @@ Public API (imported lazily so that ``import analysis`` and the CLI stay fast)::
     analysis.charts.plot_trend(...)              # charts return matplotlib Figures; charts.save(fig, folder)
     FilePicker(), TableView(frame), AllowListBox() ...  # widgets of the guided notebooks (analysis.ui)
     render_report(["trace.csv"], "report.html", redact=True)  # the shareable HTML report
+    ingest(["traces/"], "store/"); open_store("store/")       # a Parquet store; Dask for traces beyond memory
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load_trace": "analysis.loader",
+    "open_trace": "analysis.store",
+    "open_store": "analysis.store",
+    "ingest": "analysis.store",
     "LoadReport": "analysis.loader",
     "FileReport": "analysis.loader",
     "TraceLoadError": "analysis.errors",

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.endpoints import CidrIndex, Endpoints, EndpointsFallbackWarning, parse_ips
+from analysis.engine import is_dask
 from analysis.errors import AllowListError, EndpointsError
 from analysis.schema import STRING
 
@@ -584,8 +585,13 @@ class AllowListAudit:
             raise AllowListError(f"the tagged trace lacks column(s) {', '.join(sorted(absent))}")
         columns = {"message_id": STRING, "recipient": STRING, "recipient_domain": STRING, "remote_host": STRING,
                    "deferrals": "Int64", "failures": "Int64", "exo_ips": STRING, "missing_ranges": STRING}
-        wanted = events["event"].astype("string").isin(["defer", "fail"]).fillna(False).to_numpy(dtype=bool)
-        events = events[wanted]
+        if is_dask(events):  # a Dask DataFrame or a store: its deferrals and failures, computed on the cluster
+            from . import dask_rows
+
+            needed = [c for c in ("exo_ip", "event", "message_id", "recipient", "recipient_domain", "remote_host")
+                      if c in events.columns]
+            events = dask_rows.first_rows(events, None, _deferred_or_failed, columns=needed)[0]
+        events = _deferred_or_failed(events)
         if not self.missing_set.size or not len(events):
             return _frame([], columns)
         index = CidrIndex((c, str(c)) for c in self.missing_set.iter_cidrs())
@@ -774,6 +780,10 @@ def _host_texts(entry: Entry, fmt: str) -> list[str]:
     """How ``fmt`` writes a host entry: the exact host and/or its sub-domains."""
     wildcard = f".{entry.host}" if fmt == "ironport" else f"*.{entry.host}"
     return ([str(entry.host)] if entry.exact else []) + ([wildcard] if entry.subdomains else [])
+
+
+def _deferred_or_failed(events: pd.DataFrame) -> pd.DataFrame:
+    return events[events["event"].astype("string").isin(["defer", "fail"]).fillna(False).to_numpy(dtype=bool)]
 
 
 def _frame(rows: list[dict[str, Any]], columns: dict[str, Any]) -> pd.DataFrame:

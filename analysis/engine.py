@@ -17,6 +17,7 @@ a cluster with :func:`connect` (or ``EXO_DEFERRALS_DASK=tcp://scheduler:8786``);
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "ENV_SCHEDULER", "connect", "deferrals_by_hour", "headline", "is_dask", "message_timelines", "queue_ages",
-    "retry_intervals", "site_partitioned", "summarize_causes", "summarize_domains", "tag", "top_replies",
+    "ENV_SCHEDULER", "by_connector", "by_gateway", "close", "connect", "deferral_rate_by_source_range",
+    "deferrals_by_hour", "ensure_client", "headline", "is_dask",
+    "message_timelines", "queue_ages", "retry_intervals", "site_partitioned", "summarize_causes", "summarize_domains",
+    "tag", "top_replies",
 ]
 
 ENV_SCHEDULER = "EXO_DEFERRALS_DASK"  # a scheduler address such as tcp://10.0.0.5:8786, or "local"
@@ -72,6 +75,9 @@ def connect(address: str | None = None, **cluster_options: Any) -> Any:
         options = {"host": "127.0.0.1", "dashboard_address": None, "env": env, **cluster_options}
         with dask.config.set({"distributed.p2p.comm.buffer": "128MiB"}):  # the nannies copy the config now
             cluster = LocalCluster(**options)
+        # the scheduler runs in this process (a notebook's kernel): its notes on every shuffle started and ended
+        # (a distinct count across partitions) are not for the reader
+        logging.getLogger("distributed.shuffle._scheduler_plugin").setLevel(logging.ERROR)
         client = Client(cluster)
         client._exo_local_cluster = cluster  # closed with the client, see close() below
         return client
@@ -84,6 +90,19 @@ def close(client: Any) -> None:
     client.close()
     if cluster is not None:
         cluster.close()
+
+
+_CLIENTS: dict[str, Any] = {}  # address -> the client connected by ensure_client in this process
+
+
+def ensure_client(address: str | None = None) -> Any:
+    """The client this process connected to ``address`` before (still running), else a new :func:`connect`:
+    re-running a notebook's load step does not start a second local cluster."""
+    address = address or os.environ.get(ENV_SCHEDULER) or "local"
+    client = _CLIENTS.get(address)
+    if client is None or client.status != "running":
+        client = _CLIENTS[address] = connect(address)
+    return client
 
 
 # ---------------------------------------------------------------- partitions holding whole sites
@@ -160,9 +179,7 @@ def site_keys(part: pd.DataFrame, shared: frozenset[str]) -> pd.Series:
 def with_site(part: pd.DataFrame, shared: frozenset[str]) -> pd.DataFrame:
     """``part`` with its shuffle key; open categoricals as strings (their categories differ between partitions,
     which a P2P shuffle cannot always unify)."""
-    opened = {name: part[name].astype("string[pyarrow]") for name in OPEN_CATEGORIES
-              if name in part and isinstance(part[name].dtype, pd.CategoricalDtype)}
-    return part.assign(**opened, **{SITE: site_keys(part, shared)})
+    return _as_text(part).assign(**{SITE: site_keys(part, shared)})
 
 
 def _categories(ddf: Any) -> dict[str, list | None]:
@@ -239,6 +256,9 @@ _EXTRA_COLUMNS = {
     "message_timelines": ("sender", "subject", "remote_host", "remote_ip", "exo_host", "exo_ip"),
     "summarize_domains": ("gateway",),
     "headline": ("gateway",),
+    "by_gateway": ("gateway",),
+    "by_connector": ("connector",),
+    "deferral_rate_by_source_range": ("exo_ip", "exo_ip_published"),
 }
 
 
@@ -293,16 +313,15 @@ def _pair_first_seq(part: pd.DataFrame, direction: str | None) -> pd.DataFrame:
     """Per message+recipient of the partition (summaries' key: trace id, else message id, and recipient): the
     ``_seq`` of its first row among the rows ``direction`` selects."""
     rows = part if direction is None else part[part["direction"].isin([direction]).to_numpy(dtype=bool)]
-    key = _pair_key(rows["trace_id"], rows["message_id"], rows["recipient"])
+    key = _pair_key(rows["trace_id"].astype("string").fillna(rows["message_id"].astype("string")), rows["recipient"])
     first = pd.Series(rows[SEQ].to_numpy(), index=key.to_numpy()).groupby(level=0, sort=False).min()
     return pd.DataFrame({"_pair": first.index.to_numpy(dtype=object), "_first_seq": first.to_numpy()})
 
 
-def _pair_key(trace_id: pd.Series, message_id: pd.Series, recipient: pd.Series) -> pd.Series:
-    """One text per message+recipient: trace id, else ``\\x00`` + message id, then ``\\x01`` + recipient."""
-    trace, message = trace_id.astype("string"), message_id.astype("string")
-    head = trace.fillna("\x00" + message.fillna(""))
-    return (head + "\x01" + recipient.astype("string").fillna("\x02")).astype(object)
+def _pair_key(message: pd.Series, recipient: pd.Series) -> pd.Series:
+    """One text per message+recipient, from the message (trace id, else Message-ID, as summaries' ``message``
+    column) and the recipient. (A trace id never equals a Message-ID: one is a GUID, the other holds an @.)"""
+    return (message.astype("string").fillna("") + "\n" + recipient.astype("string").fillna("\n")).astype(object)
 
 
 # ---------------------------------------------------------------- per domain
@@ -374,8 +393,7 @@ def _timelines_part(part: pd.DataFrame, direction: str | None) -> pd.DataFrame:
     from . import summaries
 
     out = summaries.message_timelines(part, direction=direction)
-    key = _pair_key(out["trace_id"], out["message_id"].where(out["trace_id"].isna()), out["recipient"])
-    return _with_first_seq(out, key, part, direction)
+    return _with_first_seq(out, _pair_key(out["message"], out["recipient"]), part, direction)
 
 
 def _with_first_seq(out: pd.DataFrame, key: pd.Series, part: pd.DataFrame, direction: str | None) -> pd.DataFrame:
@@ -399,9 +417,7 @@ def _retries_part(part: pd.DataFrame, direction: str | None) -> pd.DataFrame:
     from . import summaries
 
     out = summaries.retry_intervals(part, direction=direction)
-    trace = out["message"].where(~out["message"].fillna("").str.startswith("<"))  # message ids come in <...>
-    key = _pair_key(trace, out["message"].where(trace.isna()), out["recipient"])
-    return _with_first_seq(out, key, part, direction)
+    return _with_first_seq(out, _pair_key(out["message"], out["recipient"]), part, direction)
 
 
 # ---------------------------------------------------------------- trend
@@ -628,6 +644,109 @@ def summarize_causes(data: Any, *, direction: str | None = "outbound") -> pd.Dat
     })
     out = out[events > 0].sort_values(["recipients", "events"], ascending=False, kind="stable", ignore_index=True)
     return _stamped(out, start, end)
+
+
+# ---------------------------------------------------------------- groups across sites: gateway, connector, range
+
+GROUP = "_group"  # shuffle key of the groups below
+
+
+def by_gateway(data: Any, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
+    """:func:`analysis.summaries.by_gateway` on a Dask DataFrame or a store (equal results)."""
+    return _breakdown(data, "by_gateway", "gateway", "(not identified)", sort, direction)
+
+
+def by_connector(data: Any, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
+    """:func:`analysis.summaries.by_connector` on a Dask DataFrame or a store (equal results)."""
+    return _breakdown(data, "by_connector", "connector", "(none)", sort, direction)
+
+
+def _breakdown(data: Any, function: str, column: str, na_label: str, sort: str, direction: str | None
+               ) -> pd.DataFrame:
+    """A per-group summary whose groups (a gateway, a connector) span sites: every message+recipient is labelled
+    with its group where it lies (its most frequent value), the rows are shuffled on that label, and the pandas
+    function runs on each group whole - with the label written into ``column``, so it groups them the same."""
+    from . import summaries
+
+    if sort not in summaries._SORTS:
+        raise ValueError(f"sort {sort!r}: expected one of {', '.join(summaries._SORTS)}")
+    ddf = _site_frame(data, function)
+    span = time_span(ddf)
+    keyed = ddf.map_partitions(_pair_groups, column, na_label, direction,
+                               meta=_as_text(ddf._meta.assign(**{GROUP: pd.Series([], dtype=object)})))
+    groups = keyed.shuffle(on=GROUP, npartitions=ddf.npartitions)
+    parts = _per_partition(groups, _group_part, function, column, na_label, direction, sort)
+    return _stamped(_sort_groups(pd.concat(parts, ignore_index=True), column, sort, summaries), *span)
+
+
+def _pair_groups(part: pd.DataFrame, column: str, na_label: str, direction: str | None) -> pd.DataFrame:
+    """The rows of ``direction``, each with its message+recipient's most frequent ``column`` (``na_label`` when
+    none) as ``_group``. (Summary-export rows the summaries pass over still count for a message's first time.)"""
+    from . import summaries as s
+
+    t = s._prepare(part, direction, (column,))
+    codes, labels = t.codes(column)
+    pair_group, labels = s._with_na_label(s._mode(t.pair, codes, t.n_pairs)[0], labels, na_label)
+    message = part["trace_id"].astype("string").fillna(part["message_id"].astype("string"))
+    key = _pair_key(message, part["recipient"]).to_numpy()
+    label = pd.Series(np.asarray(labels, dtype=object)[pair_group[t.pair]], index=key[t.positions])
+    group = label[~label.index.duplicated()].reindex(key).fillna(na_label).to_numpy(dtype=object)
+    keep = np.ones(len(part), dtype=bool) if direction is None else part["direction"].isin([direction]).to_numpy(
+        dtype=bool)
+    return _as_text(part[keep].assign(**{GROUP: group[keep]}))
+
+
+def _as_text(part: pd.DataFrame) -> pd.DataFrame:
+    """Open categoricals as strings, for a shuffle: their categories differ between partitions, which a P2P
+    shuffle cannot always unify."""
+    opened = {name: part[name].astype("string[pyarrow]") for name in OPEN_CATEGORIES
+              if name in part and isinstance(part[name].dtype, pd.CategoricalDtype)}
+    return part.assign(**opened) if opened else part
+
+
+def _group_part(part: pd.DataFrame, function: str, column: str, na_label: str, direction: str | None,
+                sort: str) -> pd.DataFrame:
+    from . import summaries
+
+    part = part.sort_values(SEQ, kind="stable") if SEQ in part else part
+    label = part[GROUP].astype(object)
+    part = part.drop(columns=GROUP).assign(**{column: label.where(label != na_label).astype("string")})
+    return getattr(summaries, function)(part, sort=sort, direction=direction)
+
+
+def deferral_rate_by_source_range(data: Any, endpoints: Any = None, *, by: str = "range",
+                                  direction: str | None = "outbound") -> pd.DataFrame:
+    """:func:`analysis.summaries.deferral_rate_by_source_range` on a Dask DataFrame or a store (equal results):
+    the attempts are shuffled on their source range (or published flag) and counted per range whole."""
+
+    if by not in ("range", "published"):
+        raise ValueError(f"by {by!r}: expected 'range' or 'published'")
+    ddf = _site_frame(data, "deferral_rate_by_source_range")
+    span = time_span(ddf)
+    meta = _as_text(ddf._meta.assign(**{GROUP: pd.Series([], dtype=object)}))
+    keyed = ddf.map_partitions(_attempt_groups, endpoints, by, direction, meta=meta)
+    parts = _per_partition(keyed.shuffle(on=GROUP, npartitions=ddf.npartitions), _rates_part, endpoints, by,
+                           direction)
+    name = "source_range" if by == "range" else "published"
+    out = pd.concat(parts, ignore_index=True).sort_values(["deferred", "attempts", name],
+                                                          ascending=[False, False, True], kind="stable",
+                                                          ignore_index=True)
+    return _stamped(out, *span)
+
+
+def _attempt_groups(part: pd.DataFrame, endpoints: Any, by: str, direction: str | None) -> pd.DataFrame:
+    """The attempts deferral_rate_by_source_range counts, each with its group (source range or published flag)."""
+    from . import summaries as s
+
+    rows, group = s.source_range_attempts(part, endpoints, by, direction)
+    return _as_text(rows.assign(**{GROUP: np.asarray(group, dtype=object)}))
+
+
+def _rates_part(part: pd.DataFrame, endpoints: Any, by: str, direction: str | None) -> pd.DataFrame:
+    from . import summaries
+
+    part = part.sort_values(SEQ, kind="stable") if SEQ in part else part
+    return summaries.deferral_rate_by_source_range(part.drop(columns=GROUP), endpoints, by=by, direction=direction)
 
 
 # ---------------------------------------------------------------- headline

@@ -829,7 +829,9 @@ def _file(report: LoadReport, path: str) -> FileReport:
 
 
 def _join_detail_to_summary(events: pd.DataFrame) -> pd.DataFrame:
-    """Fill sender, recipient, subject, size and final status of detail rows from summary rows of the same trace."""
+    """Fill sender, recipient, subject, size and final status of detail rows from summary rows of the same trace
+    (and recipient; a trace with one recipient in the summaries gives its recipient and status to detail rows
+    without a recipient only: the status of one recipient is not another's)."""
     is_summary = events["source_format"].isin([f for f, spec in BY_NAME.items() if spec.layout == "summary"])
     is_detail = events["source_format"].eq("messagetrace_detail")
     if not (is_summary.any() and is_detail.any()):
@@ -842,6 +844,7 @@ def _join_detail_to_summary(events: pd.DataFrame) -> pd.DataFrame:
     by_pair = detail[["trace_id", "recipient"]].merge(summary, on=["trace_id", "recipient"], how="left")
     single = summary[~summary["trace_id"].duplicated(keep=False)]
     by_trace = detail[["trace_id"]].merge(single, on="trace_id", how="left")
+    no_recipient = detail["recipient"].isna().to_numpy(dtype=bool)
     for column in [*fill, "recipient"]:
         current = detail[column] if column in detail else pd.Series(pd.NA, index=detail.index)
         value = current.to_numpy(dtype=object)
@@ -849,8 +852,15 @@ def _join_detail_to_summary(events: pd.DataFrame) -> pd.DataFrame:
             if column in source:
                 candidate = source[column].to_numpy(dtype=object)
                 missing = pd.isna(value)
+                if source is by_trace and column in ("recipient", "status"):
+                    missing &= no_recipient
                 value[missing] = candidate[missing]
         events.loc[is_detail, column] = value
+    given = (is_detail & events["recipient"].notna() & events["recipient_domain"].isna()).to_numpy(dtype=bool)
+    if given.any():  # the recipients just filled in name their domain
+        domains = events["recipient_domain"].astype(STRING)
+        domains[given] = _domain(events.loc[given, "recipient"].astype(STRING)).to_numpy()
+        events["recipient_domain"] = domains
     return events
 
 

@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from analysis.columns import map_unique, to_arrow
+from analysis.engine import is_dask
 
 __all__ = ["MIN_BARE_LOCAL", "MIN_LEAK_SUBJECT", "Redactor", "redact"]
 
@@ -239,9 +240,37 @@ class Redactor:
 
 def redact(events: pd.DataFrame, *, secret: bytes | str | None = None,
            redact_domains: bool = False) -> tuple[pd.DataFrame, Redactor]:
-    """``(redacted copy of events, the Redactor)``; reuse ``redactor.frame`` for tables derived from ``events``."""
-    redactor = Redactor(secret, redact_domains=redact_domains).learn(events)
-    return redactor.frame(events), redactor
+    """``(redacted copy of events, the Redactor)``; reuse ``redactor.frame`` for tables derived from ``events``.
+
+    A Dask DataFrame (or a store) is redacted on the cluster: the Redactor learns the distinct addresses, ids,
+    domains, hosts and subjects of every partition first, then redacts each partition (lazily) with the same
+    pseudonyms as for the whole table at once."""
+    redactor = Redactor(secret, redact_domains=redact_domains)
+    if not is_dask(events):
+        redactor.learn(events)
+        return redactor.frame(events), redactor
+    from analysis import dask_rows, engine
+
+    ddf = engine.site_partitioned(events)
+    learned = [*_address_columns(ddf._meta), *(c for c in _LEARNED if c in ddf.columns)]
+    for column, values in dask_rows.distinct_values(ddf, learned).items():
+        redactor.learn(pd.DataFrame({column: pd.array(sorted(values), dtype="string")}))
+    meta = redactor.frame(ddf._meta)
+    redacted = ddf.map_partitions(_redacted_part, redactor, meta, meta=meta)
+    return engine.mark_site_partitioned(redacted), redactor
+
+
+def _redacted_part(part: pd.DataFrame, redactor: Redactor, meta: pd.DataFrame) -> pd.DataFrame:
+    """A redacted partition whose categories have the text dtype of ``meta``'s (a partition without values may
+    have kept another one, and Dask cannot combine those)."""
+    out = redactor.frame(part)
+    fixes = {c: out[c].cat.set_categories(out[c].cat.categories.astype(meta[c].cat.categories.dtype))
+             for c in out.columns if isinstance(out[c].dtype, pd.CategoricalDtype)
+             and out[c].cat.categories.dtype != meta[c].cat.categories.dtype}
+    return out.assign(**fixes) if fixes else out
+
+
+_LEARNED = ("message_id", "trace_id", "recipient_domain", "remote_host", "subject")  # besides the addresses
 
 
 def _map_text(series: pd.Series, func: Callable[[str], str]) -> pd.Series:

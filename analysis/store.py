@@ -69,10 +69,11 @@ from . import engine as dask_engine
 from .engine import SEQ, STORE_MANIFEST
 from .errors import NotATraceError, TraceLoadError
 from .formats import BY_NAME
-from .loader import FileReport
+from .loader import FileReport, LoadReport
 from .schema import EVENT_COLUMNS, STRING, TAG_COLUMNS, conform
 
-__all__ = ["IngestReport", "ingest", "load_reports", "main", "open_store", "read_manifest"]
+__all__ = ["IngestReport", "ingest", "load_reports", "main", "open_store", "open_trace", "read_manifest",
+           "store_load_report"]
 
 FILE = "_file"
 REPORTS = "_load_reports"
@@ -160,17 +161,63 @@ def read_manifest(store_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _stored_reports(store_dir: str | os.PathLike[str]) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
+    """(manifest entry, FileReport fields) of every ingested, then every failed file."""
+    manifest = read_manifest(store_dir)
+    for entry in [*manifest["files"], *manifest.get("failed", [])]:
+        for report in json.loads((Path(store_dir) / entry["report"]).read_text(encoding="utf-8")):
+            yield entry, report
+
+
 def load_reports(store_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The load report of every ingested (then every failed) file: FileReport fields, the number of rejected
     lines, sha256 and events_in_store."""
-    manifest = read_manifest(store_dir)
-    rows = []
-    for entry in [*manifest["files"], *manifest.get("failed", [])]:
-        for report in json.loads((Path(store_dir) / entry["report"]).read_text(encoding="utf-8")):
-            rows.append({"sha256": entry["sha256"], "events_in_store": entry.get("events", 0),
-                         **{k: v for k, v in report.items() if k != "rejects"},
-                         "rejects": len(report.get("rejects", []))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"sha256": entry["sha256"], "events_in_store": entry.get("events", 0),
+                          **{k: v for k, v in report.items() if k != "rejects"},
+                          "rejects": len(report.get("rejects", []))}
+                         for entry, report in _stored_reports(store_dir)])
+
+
+def store_load_report(store_dir: str | os.PathLike[str]) -> LoadReport:
+    """The load reports kept in the store as one :class:`~analysis.loader.LoadReport` (what ``load_trace`` of
+    every ingested file would have reported), for the views that show a load."""
+    files = []
+    for _, fields in _stored_reports(store_dir):
+        known = {k: v for k, v in fields.items() if k in _REPORT_FIELDS}
+        known["rejects"] = [tuple(reject) for reject in known.get("rejects", [])]
+        files.append(FileReport(**known))
+    return LoadReport(files)
+
+
+_REPORT_FIELDS = {f.name for f in dataclasses.fields(FileReport)}
+
+
+def open_trace(paths: Any, *, dask_scheduler: str | None = None, progress: Any = None,
+               tenant_domains: Iterable[str] | None = None, **load_options: Any) -> tuple[Any, LoadReport]:
+    """``(events, load report)`` for a notebook: without ``dask_scheduler`` :func:`analysis.load_trace` of
+    ``paths`` (errors reported, not raised); with one (``"tcp://host:8786"``, or ``"local"`` for a cluster on
+    this machine) ``paths`` is a store made by ``exo-deferrals ingest``: its tagged events as a Dask DataFrame
+    computed on that cluster, and the load reports kept in the store."""
+    if not dask_scheduler:
+        from .loader import load_trace
+
+        return load_trace(paths, errors="report", with_report=True, progress=progress,
+                          tenant_domains=tenant_domains, **load_options)
+    named = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if len(named) != 1 or not dask_engine.is_dask(os.fspath(named[0])):
+        shown = ", ".join(os.fspath(p) for p in named) or "nothing"
+        raise TraceLoadError(shown, problem="with a Dask scheduler, paths must name one store folder",
+                             expected="a folder made by `exo-deferrals ingest TRACE... --store DIR`")
+    store = Path(named[0])
+    stored = read_manifest(store).get("tenant_domains") or []
+    if tenant_domains is not None and sorted(d.lower() for d in tenant_domains) != sorted(stored):
+        raise TraceLoadError(str(store), problem=f"the store was ingested with tenant domains "
+                             f"{', '.join(stored) or '(inferred: none)'}, not {', '.join(tenant_domains)}",
+                             expected="tenant_domains=None, or ingest again with --tenant-domain")
+    if load_options:
+        raise TypeError(f"options {', '.join(load_options)} apply to exports, not to a store")
+    dask_engine.ensure_client(dask_scheduler)
+    return open_store(store), store_load_report(store)
 
 
 # ---------------------------------------------------------------- reading
@@ -660,7 +707,7 @@ def _rebuild(store: Path, manifest: dict[str, Any], staged: list[str], partition
     sources = old + [[path] for path in staged]
     ddf = dd.from_map(read_part, sources, columns=_INPUT, meta=_meta(_INPUT), label="exo-ingest",
                       enforce_metadata=False)
-    facts = dask.compute(*[dask.delayed(_global_facts)(part) for part in ddf.to_delayed()])
+    facts = dask.compute(*[dask.delayed(_global_facts)(part) for part in ddf[_FACT_COLUMNS].to_delayed()])
     senders = pd.concat([f[0] for f in facts]).groupby(level=0).sum() if facts else pd.Series(dtype=np.int64)
     tenant = manifest.get("tenant_domains")
     if tenant is None:
@@ -692,6 +739,10 @@ def _rebuild(store: Path, manifest: dict[str, Any], staged: list[str], partition
     manifest["events"] = int(written["events"].sum())
     manifest["days"] = sorted(set(written["day"]) - {NO_DAY}) + ([NO_DAY] if NO_DAY in set(written["day"]) else [])
     return written.groupby(FILE)["events"].sum()
+
+
+_FACT_COLUMNS = ["event", "sender", "recipient", "recipient_domain", "remote_host", "remote_ip", "exo_ip", "trace_id",
+                 "source_format"]
 
 
 def _global_facts(part: pd.DataFrame) -> tuple[pd.Series, set[str], set[str], pd.DataFrame]:

@@ -39,8 +39,8 @@ from .schema import CAUSES, DIRECTIONS, STRING, TAG_COLUMNS
 
 __all__ = [
     "AGE_BUCKETS", "IMPACT_WEIGHTS", "OUTCOMES", "by_connector", "by_gateway", "deferral_rate_by_source_range",
-    "deferrals_by_hour", "headline", "message_journey", "message_timelines", "normalize_replies", "queue_ages",
-    "retry_intervals", "summarize_causes", "summarize_domains", "top_replies",
+    "deferrals_by_hour", "headline", "journey_rows", "message_journey", "message_timelines", "normalize_replies",
+    "queue_ages", "retry_intervals", "summarize_causes", "summarize_domains", "top_replies",
 ]
 
 # qshape's default buckets: the first holds ages in [0, 5) minutes, each next one twice as long ([5, 10),
@@ -552,13 +552,14 @@ def message_journey(tagged: pd.DataFrame, trace_id_or_message_id: str, recipient
     angle brackets); ``recipient`` narrows it to one recipient. Summary-export rows are left out when the message
     has event-level rows. No such message: an empty table with the same columns. ``attrs``: message, start, end.
     """
+    if is_dask(tagged):  # a Dask DataFrame or a store: its rows are found on the cluster
+        from . import dask_rows
+
+        return dask_rows.message_journey(tagged, trace_id_or_message_id, recipient)
+
     _check(tagged, ())
     wanted = str(trace_id_or_message_id).strip()
-    found = tagged["trace_id"].str.lower().eq(wanted.lower()).fillna(False)
-    found |= tagged["message_id"].str.strip("<>").eq(wanted.strip("<>")).fillna(False)
-    if recipient is not None:
-        found &= tagged["recipient"].str.lower().eq(recipient.strip().lower()).fillna(False)
-    t = _prepare(tagged[found.to_numpy(dtype=bool)], None)
+    t = _prepare(journey_rows(tagged, wanted, recipient), None)
     ns = t.ns()
     order = np.lexsort((t.per_pair("recipient").astype(object).fillna("").to_numpy()[t.pair].astype(str), ns))
     rows = t.at(order, *tagged.columns)
@@ -566,6 +567,16 @@ def message_journey(tagged: pd.DataFrame, trace_id_or_message_id: str, recipient
     rows["elapsed_minutes"] = _minutes(_elapsed(ns[order], np.full(len(order), first)))
     rows.attrs.update(message=wanted, start=_or_none(rows["timestamp"].min()), end=_or_none(rows["timestamp"].max()))
     return rows
+
+
+def journey_rows(tagged: pd.DataFrame, trace_id_or_message_id: str, recipient: str | None = None) -> pd.DataFrame:
+    """The rows of one message (and recipient) as :func:`message_journey` finds them, in table order."""
+    wanted = str(trace_id_or_message_id).strip()
+    found = tagged["trace_id"].str.lower().eq(wanted.lower()).fillna(False)
+    found |= tagged["message_id"].str.strip("<>").eq(wanted.strip("<>")).fillna(False)
+    if recipient is not None:
+        found &= tagged["recipient"].str.lower().eq(recipient.strip().lower()).fillna(False)
+    return tagged[found.to_numpy(dtype=bool)]
 
 
 # ---------------------------------------------------------------- per domain, gateway, connector
@@ -677,6 +688,11 @@ def summarize_domains(tagged: pd.DataFrame, *, sort: str = "impact", direction: 
 
 
 def _breakdown(tagged: pd.DataFrame, column: str, na_label: str, sort: str, direction: str | None) -> pd.DataFrame:
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return getattr(engine, f"by_{column}")(tagged, sort=sort, direction=direction)
+
     t = _prepare(tagged, direction, (column,))
     codes, labels = t.codes(column)
     group, labels = _with_na_label(_mode(t.pair, codes, t.n_pairs)[0], labels, na_label)
@@ -955,25 +971,13 @@ def deferral_rate_by_source_range(tagged: pd.DataFrame, endpoints: Any = None, *
     delivered, failed, deferral_rate, exo_ips, domains, dominant_cause (of the deferrals). Most deferrals first.
     Filter ``tagged`` to one recipient domain to see a partner refusing some ranges and accepting others.
     """
-    if by not in ("range", "published"):
-        raise ValueError(f"by {by!r}: expected 'range' or 'published'")
-    t = _prepare(tagged, direction, ("exo_ip", "exo_ip_published"))
-    ip_codes, ips = t.codes("exo_ip")
-    chosen = np.flatnonzero(np.isin(t.kind, (_DEFER, _DELIVERED, _FAILED)) & (ip_codes >= 0))
-    ip, kind, cause = ip_codes[chosen], t.kind[chosen], t.causes()[chosen]
-    if by == "range":
-        used = np.unique(ip)
-        ranges, published = _source_ranges(pd.Series(np.asarray(ips, dtype=object)[used], dtype=STRING), endpoints)
-        range_codes, labels = pd.factorize(ranges)
-        range_of_ip = np.full(len(ips), -1, dtype=np.int64)
-        range_of_ip[used] = range_codes
-        group = range_of_ip[ip]
-        published = np.bincount(range_codes, weights=published, minlength=len(labels)) > 0
-    else:
-        flag = t.at(chosen, "exo_ip_published")["exo_ip_published"].astype("boolean")
-        text = np.where(flag.isna().to_numpy(), "unknown",
-                        np.where(flag.fillna(False).to_numpy(dtype=bool), "published", "not published"))
-        group, labels = pd.factorize(text)
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.engine, equal results
+        from . import engine
+
+        return engine.deferral_rate_by_source_range(tagged, endpoints, by=by, direction=direction)
+
+    t, chosen, ip, group, labels, published = _attempts(tagged, endpoints, by, direction)
+    kind, cause = t.kind[chosen], t.causes()[chosen]
     k = len(labels)
     defer = kind == _DEFER
     attempts, deferred = np.bincount(group, minlength=k), np.bincount(group[defer], minlength=k)
@@ -994,6 +998,40 @@ def deferral_rate_by_source_range(tagged: pd.DataFrame, endpoints: Any = None, *
     out = out.sort_values(["deferred", "attempts", name], ascending=[False, False, True], kind="stable",
                           ignore_index=True)
     return t.stamp(out)
+
+
+def _attempts(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | None
+              ) -> tuple[_Trace, np.ndarray, np.ndarray, np.ndarray, pd.Index, np.ndarray | None]:
+    """The attempts :func:`deferral_rate_by_source_range` counts: the trace, their positions in it, their IP
+    codes, their group codes and labels (source ranges, or published flags), and per range whether any of its
+    IPs is published (None for flags)."""
+    if by not in ("range", "published"):
+        raise ValueError(f"by {by!r}: expected 'range' or 'published'")
+    t = _prepare(tagged, direction, ("exo_ip", "exo_ip_published"))
+    ip_codes, ips = t.codes("exo_ip")
+    chosen = np.flatnonzero(np.isin(t.kind, (_DEFER, _DELIVERED, _FAILED)) & (ip_codes >= 0))
+    ip = ip_codes[chosen]
+    if by == "published":
+        flag = t.at(chosen, "exo_ip_published")["exo_ip_published"].astype("boolean")
+        text = np.where(flag.isna().to_numpy(), "unknown",
+                        np.where(flag.fillna(False).to_numpy(dtype=bool), "published", "not published"))
+        group, labels = pd.factorize(text)
+        return t, chosen, ip, group, pd.Index(labels), None
+    used = np.unique(ip)
+    ranges, published = _source_ranges(pd.Series(np.asarray(ips, dtype=object)[used], dtype=STRING), endpoints)
+    range_codes, labels = pd.factorize(ranges)
+    range_of_ip = np.full(len(ips), -1, dtype=np.int64)
+    range_of_ip[used] = range_codes
+    published = np.bincount(range_codes, weights=published, minlength=len(labels)) > 0
+    return t, chosen, ip, range_of_ip[ip], pd.Index(labels), published
+
+
+def source_range_attempts(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | None
+                          ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of :func:`deferral_rate_by_source_range`'s attempts and the group (range or flag) of each: what
+    the Dask engine shuffles on."""
+    t, chosen, _, group, labels, _ = _attempts(tagged, endpoints, by, direction)
+    return tagged.iloc[t.positions[chosen]], np.asarray(labels, dtype=object)[group]
 
 
 def _source_ranges(ips: pd.Series, endpoints: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -193,7 +193,8 @@ def _selective_refusals(out: pd.DataFrame, keys: pd.DataFrame, cidr: pd.Series) 
     rows = pd.Series(candidate.to_numpy() & in_refusing & overridable, index=out.index)
     # attempts whose source IP the export does not carry (e.g. Get-MessageTraceDetail) but whose reply the
     # same site gave to the refused ranges are the same refusal
-    same_reply = out["cause_rule"].isin(out.loc[rows, "cause_rule"].dropna().unique()).to_numpy()
+    reply_at_site = keys["site"].astype(STRING) + "\x00" + out["cause_rule"].astype(STRING)
+    same_reply = reply_at_site.isin(reply_at_site[rows].dropna().unique()).fillna(False).to_numpy(dtype=bool)
     unsourced = pd.Series(candidate.to_numpy() & source.isna().to_numpy() & same_reply & overridable
                           & keys["site"].isin(selective.index).to_numpy(), index=out.index)
     _set_cause(out, rows, "gateway_block", "cross:selective-range-refusal", keys["site"][rows].map(evidence))

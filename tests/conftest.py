@@ -71,6 +71,27 @@ def sample_dir() -> Path:
     return SAMPLE
 
 
+@pytest.fixture(scope="module")
+def client():
+    """A dask.distributed LocalCluster of 2 single-threaded worker processes on 127.0.0.1 and its client: Dask
+    computations of the module go to it."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, memory_limit="2GB")
+    with distributed.Client(cluster) as dask_client:
+        yield dask_client
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    """No forced static mode and no Agg backend: notebook kernels must detect the headless run themselves."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("EXO_DEFERRALS_STATIC", raising=False)
+        patch.delenv("MPLBACKEND", raising=False)
+        yield patch
+
+
 @pytest.fixture(scope="session")
 def notebook_root(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
     """A throw-away copy of the repository layout the notebooks expect: notebooks/ and data/sample/."""

@@ -23,12 +23,14 @@ distributed = pytest.importorskip("distributed")
 from analysis import engine, load_trace, summaries  # noqa: E402
 from analysis.cli import main as cli_main  # noqa: E402
 from analysis.endpoints import Endpoints  # noqa: E402
+from analysis.redact import redact  # noqa: E402
 from analysis.sample import write_big  # noqa: E402
 from analysis.schema import EVENT_COLUMNS, TAG_COLUMNS, check_events  # noqa: E402
 from analysis.store import NO_DAY, ingest, load_reports, open_store, plan_pieces, read_manifest  # noqa: E402
 from analysis.tagging import tag  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:Sending large graph:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Sending large graph:UserWarning"),
+              pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")]  # another cluster runs
 
 SUMMARIES = {  # name -> call, as a notebook would make it
     "summarize_domains": lambda x: summaries.summarize_domains(x),
@@ -43,17 +45,11 @@ SUMMARIES = {  # name -> call, as a notebook would make it
     "deferrals_by_hour": lambda x: summaries.deferrals_by_hour(x),
     "deferrals_by_day_all": lambda x: summaries.deferrals_by_hour(x, freq="1D", direction=None),
     "headline": lambda x: summaries.headline(x),
+    "by_gateway": lambda x: summaries.by_gateway(x),
+    "by_connector_all": lambda x: summaries.by_connector(x, sort="deferrals", direction=None),
+    "deferral_rate_by_source_range": lambda x: summaries.deferral_rate_by_source_range(x, Endpoints.bundled()),
+    "deferral_rate_published": lambda x: summaries.deferral_rate_by_source_range(x, by="published"),
 }
-
-
-@pytest.fixture(scope="module")
-def client():
-    """A LocalCluster of 2 single-threaded worker processes on 127.0.0.1; Dask computations go to it."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None, memory_limit="2GB")
-    with distributed.Client(cluster) as dask_client:
-        yield dask_client
-    cluster.close()
 
 
 def values(frame: pd.DataFrame) -> pd.DataFrame:
@@ -67,11 +63,23 @@ def values(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def assert_same(left: object, right: object) -> None:
+    """Equal frames (or dicts), exactly - but for float columns, equal to 4 units in the last place: pandas'
+    groupby mean (summarize_domains' mean_delay_minutes) sums a group differently when other groups' rows lie
+    between its rows, which they do in the whole table and not in a partition."""
     if isinstance(left, dict):
         assert left == right
         return
     assert isinstance(right, pd.DataFrame)
-    pd.testing.assert_frame_equal(values(left), values(right), check_exact=True)
+    left_values, right_values = values(left), values(right)
+    floats = [c for c in left_values.columns if pd.api.types.is_float_dtype(left_values[c].dtype)]
+    pd.testing.assert_frame_equal(left_values.drop(columns=floats), right_values.drop(columns=floats),
+                                  check_exact=True)
+    for name in floats:
+        assert right_values[name].dtype == left_values[name].dtype
+        a, b = left_values[name].to_numpy(), right_values[name].to_numpy()
+        assert (np.isnan(a) == np.isnan(b)).all(), name
+        np.testing.assert_array_max_ulp(a[~np.isnan(a)], b[~np.isnan(b)], maxulp=4)
+    assert list(left_values.columns) == list(right_values.columns)
     assert left.attrs == right.attrs
 
 
@@ -90,28 +98,45 @@ def sample_reference(sample_dir: Path) -> pd.DataFrame:
     return tag(load_trace(sample_dir), endpoints=Endpoints.bundled())
 
 
-def test_sample_store_holds_the_tagged_trace(sample_store: Path, sample_reference: pd.DataFrame, sample_dir: Path):
+def test_sample_store_holds_the_tagged_trace(sample_store: Path, sample_reference: pd.DataFrame):
     stored = open_store(sample_store, engine="pandas")
     assert check_events(stored, {**EVENT_COLUMNS, **TAG_COLUMNS}) == []
     assert stored["_seq"].is_monotonic_increasing and len(stored) == len(sample_reference) == 5474
-    columns = [c for c in sample_reference.columns if c != "subject"]
-    pd.testing.assert_frame_equal(values(stored[columns]), values(sample_reference[columns]), check_exact=True)
-    # subject: Get-MessageTraceDetail rows take it from a summary export of the same message; the exports disagree
-    # (PowerShell 5.1 writes 'Zürich' as 'Z?rich') and load_trace picks one of them, the store may pick another
-    candidates = pd.concat([load_trace(path)[["trace_id", "recipient", "subject"]]
-                            for path in sorted(sample_dir.glob("messagetrace_*.csv"))
-                            if "detail" not in path.name] + [sample_reference[["trace_id", "recipient", "subject"]]])
-    other = stored["subject"].ne(sample_reference["subject"]).fillna(True).to_numpy() & (
-        stored["subject"].notna() | sample_reference["subject"].notna()).to_numpy()
-    picked = stored.loc[other, ["trace_id", "recipient", "subject"]].drop_duplicates()
-    allowed = picked.merge(candidates.drop_duplicates(), how="left", indicator=True)
-    assert other.sum() < 300 and (allowed["_merge"] == "both").all()
+    pd.testing.assert_frame_equal(values(stored[list(sample_reference.columns)]), values(sample_reference),
+                                  check_exact=True)
+    assert stored["cause"].eq("gateway_block").any() and stored["source_format"].nunique() == 6
 
 
 @pytest.mark.parametrize("name", SUMMARIES)
 def test_summaries_of_the_sample_store_equal_pandas(sample_store: Path, name: str):
     call = SUMMARIES[name]
     assert_same(call(open_store(sample_store, engine="pandas")), call(str(sample_store)))
+
+
+def test_groups_across_sites_are_really_spread_over_partitions(sample_store: Path):
+    """by_gateway and the source ranges group across domains: the sample's groups lie in several partitions."""
+    partitions = open_store(sample_store, columns=["gateway", "exo_ip"]).to_delayed()
+    spread = [part.compute() for part in partitions]
+    assert sum(p["gateway"].eq("Cisco Secure Email (IronPort)").any() for p in spread) >= 1
+    assert sum(p["gateway"].isna().any() for p in spread) >= 3  # "(not identified)" comes from many partitions
+    assert sum(p["exo_ip"].astype("string").str.startswith("40.107.").fillna(False).any() for p in spread) >= 3
+    ranges = summaries.deferral_rate_by_source_range(str(sample_store), Endpoints.bundled())
+    assert len(ranges) >= 3 and ranges["exo_ip_published"].any() and (ranges["deferred"] > 0).any()
+
+
+@pytest.mark.parametrize("domains", [False, True])
+def test_redaction_on_the_cluster_equals_pandas(client, sample_store: Path, sample_reference: pd.DataFrame,
+                                                domains: bool):
+    secret = bytes(range(32))
+    redacted, redactor = redact(open_store(sample_store), secret=secret, redact_domains=domains)
+    assert hasattr(redacted, "__dask_graph__")
+    computed = redacted.compute().sort_values("_seq")[list(sample_reference.columns)]
+    expected, _ = redact(sample_reference, secret=secret, redact_domains=domains)
+    assert_same(computed, expected)
+    text = computed.astype(str).to_csv().lower()
+    assert "tanja.schmidt" in sample_reference.astype(str).to_csv().lower() and "tanja.schmidt" not in text
+    assert "tanja.schmidt" not in redactor.text("ask tanja.schmidt@contoso.com")
+    assert ("tailspintoys.com" in text) != domains
 
 
 def test_a_time_window_of_the_store(sample_store: Path):
@@ -151,9 +176,9 @@ def windows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A generated week (Get-MessageTrace + Get-MessageTraceDetail) with the detail export cut into two windows
     that share half their rows, at record boundaries."""
     folder = tmp_path_factory.mktemp("generated")
-    write_big(folder, 40_000)
+    write_big(folder, 20_000)
     detail = folder / "messagetrace_detail.csv"
-    pieces = plan_pieces(detail, 10_000)
+    pieces = plan_pieces(detail, 5_000)
     assert len(pieces) >= 4 and [p.span[1] for p in pieces[:-1]] == [p.span[0] for p in pieces[1:]]
     data = detail.read_bytes()
     header = data[:pieces[0].preamble_end]
@@ -166,8 +191,8 @@ def windows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def generated_store(client, windows: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     store = tmp_path_factory.mktemp("generated-store") / "store"
-    first = ingest([windows["summary"], windows["a"]], store, chunk_rows=7_000, partition_rows=15_000)
-    second = ingest([windows["b"], windows["a"]], store, chunk_rows=7_000, partition_rows=15_000)
+    first = ingest([windows["summary"], windows["a"]], store, chunk_rows=3_000, partition_rows=6_000)
+    second = ingest([windows["b"], windows["a"]], store, chunk_rows=3_000, partition_rows=6_000)
     return {"path": store, "first": first, "second": second}
 
 
@@ -193,7 +218,8 @@ def test_overlapping_windows_are_stored_once_and_equal_loading_them_together(
 
 
 @pytest.mark.parametrize("name", ["summarize_domains", "queue_ages", "message_timelines", "top_replies",
-                                  "summarize_causes", "deferrals_by_hour", "headline", "retry_intervals"])
+                                  "summarize_causes", "deferrals_by_hour", "headline", "retry_intervals",
+                                  "by_gateway", "deferral_rate_by_source_range", "deferral_rate_published"])
 def test_summaries_of_the_generated_store_equal_pandas(generated_store: dict, generated_reference: pd.DataFrame,
                                                        name: str):
     call = SUMMARIES[name]

@@ -120,7 +120,7 @@ def test_detail_export_multiline_led_and_join_to_summary(tmp_path):
     events, report = load_trace([summary, detail_path], with_report=True)
     rows = events[events["source_format"] == "messagetrace_detail"].set_index("event")
     assert list(rows.index) == ["receive", "defer", "fail"]
-    assert set(rows["recipient"]) == {"bob@tailspintoys.com"}
+    assert set(rows["recipient"]) == {"bob@tailspintoys.com"} and set(rows["recipient_domain"]) == {"tailspintoys.com"}
     assert set(rows["subject"]) == {"Contract"} and set(rows["status"]) == {"failed"}
     defer = rows.loc["defer"]
     assert (defer["smtp_code"], defer["enhanced_code"]) == (550, "5.7.26")
@@ -128,6 +128,23 @@ def test_detail_export_multiline_led_and_join_to_summary(tmp_path):
     detail_report = report.files[1]
     assert detail_report.rows_read == 3 and detail_report.rows_loaded == 3
     assert list(events[events["source_format"] == "messagetrace_detail"]["source_row"]) == [2, 3, 5]
+
+
+def test_detail_rows_of_another_recipient_keep_their_own_status(tmp_path):
+    """The summary export lists one recipient of the trace; a detail row of another recipient (Get-MessageTrace
+    Detail run per recipient) takes the message's sender and subject, not the other recipient's status."""
+    summary = ps51_file(tmp_path, [ps51_row("11/16/2026 3:04:05 PM", "bob@tailspintoys.com", "Delivered", TRACE_A,
+                                            0, subject="Contract")])
+    detail = ('"Organization","MessageId","Date","Event","Action","Detail","Data","MessageTraceId",'
+              '"RecipientAddress"\n'
+              '"c","<m0@x>","11/16/2026 3:14:06 PM","Fail","",'
+              '"Reason: [{LED=550 4.4.7 QUEUE.Expired; message expired};{MSG=};{FQDN=};{IP=};{LRT=}]","",'
+              f'"{TRACE_A}","carol@fabrikam.com"\n')
+    events = load_trace([summary, write(tmp_path, "detail.csv", detail)])
+    carol = events[events["source_format"] == "messagetrace_detail"].iloc[0]
+    assert (carol["recipient"], carol["recipient_domain"], carol["subject"]) == (
+        "carol@fabrikam.com", "fabrikam.com", "Contract")
+    assert carol["status"] == "failed"  # from its own last event, not bob's "delivered"
 
 
 ENHANCED_HEADER = ("origin_timestamp_utc,sender_address,recipient_status,message_subject,total_bytes,message_id,"

@@ -12,41 +12,14 @@ import sys
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
+from notebook_helpers import RAW_SCRIPT, execute, html_text, outputs, pngs
 
 pytestmark = pytest.mark.slow
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ("00_start_here", "01_load_and_triage", "02_why_deferred", "03_gateways_and_exchange_ranges",
          "04_share_report")
-CELL_TIMEOUT = 600  # seconds; a cell of the sample takes a few
-RAW_SCRIPT = "<script>alert(1)</script>"
-
-
-def execute(root: Path, name: str, out: Path, **parameters: object) -> nbformat.NotebookNode:
-    """Run ``name`` from ``root``/notebooks with papermill; a failing cell fails the test with its error."""
-    source = root / "notebooks" / f"{name}.ipynb"
-    target = out / f"{name}.ipynb"
-    try:
-        papermill.execute_notebook(str(source), str(target), parameters=parameters, cwd=str(source.parent),
-                                   kernel_name="python3", progress_bar=False, execution_timeout=CELL_TIMEOUT)
-    except papermill.PapermillExecutionError as exc:
-        pytest.fail(f"{name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}")
-    return nbformat.read(target, as_version=4)
-
-
-def outputs(nb: nbformat.NotebookNode) -> list[dict]:
-    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
-
-
-def html_text(nb: nbformat.NotebookNode) -> str:
-    """Every HTML and text output of the cells, joined."""
-    return "\n".join(str(o.get("data", {}).get("text/html", "")) + str(o.get("text", "")) for o in outputs(nb))
-
-
-def pngs(nb: nbformat.NotebookNode) -> int:
-    return sum("image/png" in o.get("data", {}) for o in outputs(nb))
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +35,6 @@ def executed(notebook_root: Path, sample_dir: Path, out: Path, monkeypatch_modul
     extra = {"03_gateways_and_exchange_ranges": {"allowlist": allowlist},
              "04_share_report": {"allowlist": allowlist, "charts_dir": str(out / "charts")}}
     return {name: execute(notebook_root, name, out, paths=str(sample_dir), **extra.get(name, {})) for name in NAMES}
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    """No forced static mode and no Agg backend: the kernels must detect the headless run themselves."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("EXO_DEFERRALS_STATIC", raising=False)
-        patch.delenv("MPLBACKEND", raising=False)
-        yield patch
 
 
 def test_notebooks_are_committed_without_outputs():

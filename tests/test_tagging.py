@@ -147,6 +147,22 @@ def test_refusals_without_a_source_ip_take_the_sites_split_when_their_reply_matc
     assert row("d2", reputation)["cause"] == "reputation_blocklist"  # another site shows no split
 
 
+def test_an_unsourced_refusal_takes_the_split_of_its_own_site_only():
+    """Two sites refuse selectively, each with its own reply: an attempt without a source IP is re-tagged only
+    when its own site gave its reply to the refused ranges."""
+    reputation = "421 Your access to this mail system has been rejected due to the sending MTA's poor reputation"
+    other_site = [(f"f{m}", r.replace("tailspintoys", "fabrikam"), *rest) for m, r, *rest in _story(VAGUE)]
+    rows = [
+        *_story(reputation), *other_site,
+        ("d1", "erin@fabrikam.example", 30, "defer", reputation, None),  # tailspintoys' reply, at fabrikam
+        ("d2", "dave@tailspintoys.example", 30, "defer", reputation, None),
+    ]
+    out = tag(events(rows), endpoints=ENDPOINTS)
+    assert set(out.loc[out["trace_id"].str.startswith("f") & out["event"].eq("defer"), "cause"]) == {"gateway_block"}
+    unsourced = out.set_index("trace_id")["cause"]
+    assert unsourced["d2"] == "gateway_block" and unsourced["d1"] == "reputation_blocklist"
+
+
 def test_unpublished_sources_are_grouped_by_24():
     rows = []
     for i in range(3):

@@ -36,7 +36,7 @@ from analysis.ui.core import (
     table_html,
 )
 from analysis.ui.findings import remedy_table
-from analysis.ui.render import equals_text, message_keys, pair_keys
+from analysis.ui.render import equals_text, message_key_set, pair_keys
 from analysis.ui.views import DomainCauseFilter, TableView
 
 WIDE = widgets.Layout(width="95%")
@@ -360,7 +360,7 @@ class Drilldown(View):
         self.filter = DomainCauseFilter(tagged, domain=domain, cause=cause, name=part("filter"))
         self.messages = TableView(self.timelines.iloc[:0], title="Messages (one row per recipient)",
                                   name=part("messages"), page_size=page_size, sort_by="deferrals", ascending=False)
-        self.replies = TableView(top_replies(tagged.iloc[:0]), title="Their deferral and failure replies",
+        self.replies = TableView(pd.DataFrame(), title="Their deferral and failure replies",
                                  name=part("replies"), page_size=page_size)
         self.journey = JourneyView(tagged, self.timelines.iloc[:0], message=message, name=part("journey"))
         self.selected = tagged
@@ -378,7 +378,7 @@ class Drilldown(View):
         if domain:
             rows = rows[equals_text(rows["recipient_domain"], domain).to_numpy()]
         if cause:
-            rows = rows[pair_keys(rows).isin(set(message_keys(self.selected))).to_numpy()]
+            rows = rows[pair_keys(rows).isin(message_key_set(self.selected)).to_numpy()]
         self.messages.data = rows[[c for c in MESSAGE_COLUMNS if c in rows.columns]]
         self.replies.data = top_replies(self.selected, n=100)
         self.journey.set_messages(rows)

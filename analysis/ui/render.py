@@ -1,7 +1,9 @@
 """Pure functions behind the widget views: filtering, sorting, paging and choosing rows of a DataFrame.
 
 No widgets here: every function takes and returns plain pandas objects, so tests and notebooks can call them
-directly and the views stay thin.
+directly and the views stay thin. The ones that choose rows of the events (a time window, messages of a domain or
+cause, counts per domain or cause) also take a Dask DataFrame or a store and then run per partition
+(:mod:`analysis.dask_rows`), returning a lazy Dask selection or the same counts.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from analysis import dask_rows
+from analysis.engine import is_dask
 from analysis.schema import STRING
 
 PROBLEM_EVENTS = ("defer", "fail", "drop")
@@ -68,6 +72,8 @@ def page_rows(frame: pd.DataFrame, page: int, size: int) -> pd.DataFrame:
 
 def time_steps(timestamps: pd.Series) -> list[pd.Timestamp]:
     """Slider stops covering ``timestamps``: every hour (every day for traces longer than a month)."""
+    if is_dask(timestamps):  # a Dask column: only its first and last time matter
+        timestamps = pd.Series(dask_rows.time_span(timestamps.to_frame()))
     stamps = pd.to_datetime(timestamps, utc=True).dropna()
     if stamps.empty:
         return []
@@ -81,6 +87,8 @@ def time_steps(timestamps: pd.Series) -> list[pd.Timestamp]:
 def in_time(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None,
             column: str = "timestamp") -> pd.DataFrame:
     """Rows with ``start <= column <= end`` (an open end when None)."""
+    if is_dask(frame):
+        return dask_rows.rows_where(frame, in_time, start, end, column)
     mask = pd.Series(True, index=frame.index)
     if start is not None:
         mask &= frame[column] >= start
@@ -105,6 +113,11 @@ def message_keys(frame: pd.DataFrame) -> pd.Series:
     return message + " → " + frame["recipient"].astype(STRING).fillna("")
 
 
+def message_key_set(frame: pd.DataFrame) -> set[str]:
+    """The distinct :func:`message_keys` of ``frame`` (a Dask selection: computed per partition)."""
+    return dask_rows.distinct(frame, message_keys) if is_dask(frame) else set(message_keys(frame))
+
+
 def equals_text(values: pd.Series, wanted: str) -> pd.Series:
     """``values == wanted`` ignoring case (NA is False); a categorical is compared on its categories only."""
     wanted = wanted.lower()
@@ -119,6 +132,8 @@ def problem_counts(tagged: pd.DataFrame, column: str) -> pd.DataFrame:
 
     Every value that occurs is listed (with zero counts when nothing was deferred).
     """
+    if is_dask(tagged):
+        return dask_rows.problem_counts(tagged, column)
     problems = tagged[tagged["event"].isin(PROBLEM_EVENTS).to_numpy()]
     message = pd.factorize(problems["trace_id"].astype(STRING).fillna(problems["message_id"].astype(STRING)))[0]
     recipient = pd.factorize(problems["recipient"].astype(STRING))[0]
@@ -140,6 +155,8 @@ def choice_label(value: str, problem_events: int, problem_messages: int) -> str:
 
 def select_messages(tagged: pd.DataFrame, domain: str | None = None, cause: str | None = None) -> pd.DataFrame:
     """Every event of the messages to ``domain`` that had at least one event with ``cause`` (None: any)."""
+    if is_dask(tagged):
+        return dask_rows.rows_where(tagged, select_messages, domain, cause)
     rows = tagged
     if domain:
         rows = rows[equals_text(rows["recipient_domain"], domain).to_numpy()]

@@ -19,9 +19,12 @@ import ipywidgets as widgets
 import pandas as pd
 from IPython.display import display
 
+from analysis.dask_rows import columns_of, count, first_rows
+from analysis.engine import is_dask
 from analysis.errors import ExoDeferralsError, TraceLoadError
-from analysis.loader import _TRACE_SUFFIXES, LoadReport, load_trace
+from analysis.loader import _TRACE_SUFFIXES, LoadReport
 from analysis.schema import empty_events
+from analysis.store import open_trace
 from analysis.ui.core import (
     View,
     download_html,
@@ -128,18 +131,23 @@ class FilePicker(View):
     """Choose trace exports (path box, folder browser or upload), load them and show the load report.
 
     Properties: ``paths`` (list of str), ``events`` (the canonical events table; empty until something loads),
-    ``report`` (:class:`~analysis.loader.LoadReport` or None), ``error`` (why nothing was loaded, or None) and
-    ``problems`` (files not loaded, rejected rows: friendly lines).
+    ``report`` (:class:`~analysis.loader.LoadReport` or None), ``error`` (why nothing was loaded, or None),
+    ``problems`` (files not loaded, rejected rows: friendly lines) and ``rows`` (the number of events).
     Callbacks: ``on_load(callback)``, called with ``(events, report)`` after every load.
     Loading never raises: failures show as a message, and the files that could be read are loaded.
+    With ``dask_scheduler`` (a scheduler address, or "local") the path names a store made by
+    ``exo-deferrals ingest``: ``events`` is its tagged events as a Dask DataFrame on that cluster
+    (:func:`analysis.store.open_trace`).
     """
 
     def __init__(self, paths: PathsLike | None = "../data/sample/", *, name: str | None = "files",
-                 load: bool = True, **load_options: Any):
+                 load: bool = True, dask_scheduler: str | None = None, **load_options: Any):
         self.name = name
+        self.dask_scheduler = dask_scheduler
         self.load_options = load_options
         state = recall(name, {"paths": paths_text(paths)})
         self.events: pd.DataFrame = empty_events()
+        self.rows = 0
         self.report: LoadReport | None = None
         self.error: str | None = None
         self.problems: list[str] = []
@@ -193,12 +201,13 @@ class FilePicker(View):
             if not self._displayed and not headless():  # the first load runs before the cell shows the picker
                 display(self.progress_box)
             try:
-                events, self.report = load_trace(self.paths, errors="report", progress=self._progress,
-                                                  with_report=True, **self.load_options)
+                events, self.report = open_trace(self.paths, dask_scheduler=self.dask_scheduler,
+                                                 progress=self._progress, **self.load_options)
+                self.rows = count(events) if is_dask(events) else len(events)
             except TraceLoadError as exc:
                 expected = f" (expected {exc.expected})" if exc.expected else ""
                 self.error = f"Nothing was loaded from {self.path_box.value}: {exc.problem}{expected}"
-            except (ExoDeferralsError, OSError, ValueError) as exc:
+            except (ExoDeferralsError, OSError, ValueError, TypeError) as exc:
                 self.error = f"Nothing was loaded: {exc}"
                 self.exception = exc
             except Exception as exc:  # a notebook step must end in a message, never in a traceback
@@ -208,9 +217,12 @@ class FilePicker(View):
             finally:
                 self.progress_box.layout.display = "none"
         self.events = events
+        if self.error:
+            self.rows = 0
         self.problems = load_problems(self.report)
-        if self.error is None and events.empty:
-            self.error = "No events were loaded: check that these files are message-trace exports."
+        if self.error is None and not self.rows:
+            self.error = ("The store holds no events." if self.dask_scheduler else
+                          "No events were loaded: check that these files are message-trace exports.")
         self._show()
         for callback in self._callbacks:
             callback(self.events, self.report)
@@ -235,7 +247,9 @@ class FilePicker(View):
             self.status.value = message_html(self.error, "error") + lines_html(self.problems, "error")
         else:
             loaded = len(self.report.loaded_files) if self.report else 0
-            self.status.value = message_html(f"Loaded {len(self.events):,} events from {loaded} files.", "ok") + \
+            where = (f" (the store {self.paths[0]}, computed on the Dask cluster {self.dask_scheduler})"
+                     if self.dask_scheduler else "")
+            self.status.value = message_html(f"Loaded {self.rows:,} events from {loaded} files{where}.", "ok") + \
                 lines_html(self.problems, "warning")
         self.report_html.value = "" if self.report is None else report_html(self.report)
 
@@ -435,20 +449,26 @@ class TableView(View):
     ``columns`` limits the columns shown and exported. Properties: ``data`` (settable), ``filter_text``,
     ``filter_column`` (None: any text column), ``sort_by``, ``ascending``, ``page``, ``page_size``; read-only
     ``filtered`` (all rows passing the filter, sorted), ``visible`` (the rows of the current page), ``pages``,
-    ``last_export``. ``export()`` writes the filtered rows (also the Export button) and shows a download link.
+    ``matches`` (rows passing the filter), ``last_export``. ``export()`` writes the filtered rows (also the
+    Export button) and shows a download link.
+
+    ``data`` may be a Dask DataFrame or a store: the filter then runs on the cluster and ``filtered`` holds the
+    first ``max_rows`` matching rows in table order (sorting and export work on those; the page line says so).
     """
 
     def __init__(self, data: pd.DataFrame, *, title: str = "", name: str | None = None, page_size: int = 25,
                  sort_by: str | None = None, ascending: bool = True, filter_text: str = "",
                  filter_column: str | None = None, columns: Sequence[str] | None = None,
-                 export_dir: str | os.PathLike[str] | None = None):
+                 export_dir: str | os.PathLike[str] | None = None, max_rows: int = 100_000):
         self.name = name
         self.title = title
         self.columns = list(columns) if columns is not None else None
         self.export_dir = export_dir
+        self.max_rows = max_rows
         self.last_export: Path | None = None
-        self._data = self._shown(data)
-        self._filtered = data
+        self._take(data)
+        self._filtered = self._data
+        self.matches = 0
         state = recall(name, {"filter_text": filter_text, "filter_column": filter_column or ALL,
                               "sort_by": sort_by or ALL, "ascending": ascending, "page_size": page_size})
         self.heading = widgets.HTML(_heading(title))
@@ -494,7 +514,7 @@ class TableView(View):
 
     @data.setter
     def data(self, frame: pd.DataFrame) -> None:
-        self._data = self._shown(frame)
+        self._take(frame)
         self._set_columns(self.column_box.value, self.sort_box.value)
         self._refilter()
 
@@ -576,6 +596,13 @@ class TableView(View):
     def _shown(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame if self.columns is None else frame[[c for c in self.columns if c in frame.columns]]
 
+    def _take(self, frame: Any) -> None:
+        """Hold ``frame``: a pandas DataFrame as it is shown; of a Dask one its columns, and how many rows."""
+        self._source = frame if is_dask(frame) else None
+        self._fetched: tuple[tuple[str, str | None], pd.DataFrame, int] | None = None
+        self._data = self._shown(frame) if self._source is None else self._shown(columns_of(frame))
+        self._rows = len(self._data) if self._source is None else count(frame)
+
     def _set_columns(self, filter_column: str, sort_by: str) -> None:
         columns = [str(c) for c in self._data.columns]
         self.column_box.options = [("any column", ALL)] + [(c, c) for c in columns]
@@ -584,7 +611,15 @@ class TableView(View):
         self.sort_box.value = sort_by if sort_by in columns else ALL
 
     def _refilter(self, change: dict | None = None) -> None:
-        rows = filter_rows(self._data, self.filter_text, self.filter_column)
+        if self._source is None:
+            rows = filter_rows(self._data, self.filter_text, self.filter_column)
+            self.matches = len(rows)
+        else:  # ask the cluster only when the filter changed, not to sort
+            wanted = (self.filter_text.strip(), self.filter_column)
+            if self._fetched is None or self._fetched[0] != wanted:
+                self._fetched = wanted, *first_rows(self._source, self.max_rows, filter_rows, *wanted,
+                                                    columns=list(self._data.columns))
+            rows, self.matches = self._fetched[1:]
         self._filtered = sort_rows(rows, self.sort_by, self.ascending)
         self._page = 1
         remember(self.name, filter_text=self.filter_text, filter_column=self.column_box.value,
@@ -600,8 +635,10 @@ class TableView(View):
         first = (self._page - 1) * self.page_size
         self.table.value = table_html(self.visible, empty="no rows match")
         shown = f"rows {first + 1:,}–{min(first + self.page_size, rows):,} of {rows:,}" if rows else "0 rows"
-        if rows != len(self._data):
-            shown += f" (filtered from {len(self._data):,})"
+        if self.matches > rows:
+            shown += f", the first {rows:,} of {self.matches:,} matching rows in trace order (filter to narrow)"
+        if self.matches != self._rows:
+            shown += f" (filtered from {self._rows:,})"
         self.page_label.value = message_html(f"page {self._page} of {self.pages} · {shown}", "info")
         self.previous_button.disabled = self._page <= 1
         self.next_button.disabled = self._page >= self.pages
