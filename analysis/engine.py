@@ -28,9 +28,8 @@ import pandas as pd
 
 __all__ = [
     "ENV_SCHEDULER", "by_connector", "by_gateway", "close", "connect", "deferral_rate_by_source_range",
-    "deferrals_by_hour", "ensure_client", "headline", "is_dask",
-    "message_timelines", "queue_ages", "retry_intervals", "site_partitioned", "summarize_causes", "summarize_domains",
-    "tag", "top_replies",
+    "deferrals_by_hour", "ensure_client", "headline", "is_dask", "message_timelines", "queue_ages", "retry_intervals",
+    "site_partitioned", "summarize_causes", "summarize_domains", "tag", "top_replies",
 ]
 
 ENV_SCHEDULER = "EXO_DEFERRALS_DASK"  # a scheduler address such as tcp://10.0.0.5:8786, or "local"
@@ -718,7 +717,6 @@ def deferral_rate_by_source_range(data: Any, endpoints: Any = None, *, by: str =
                                   direction: str | None = "outbound") -> pd.DataFrame:
     """:func:`analysis.summaries.deferral_rate_by_source_range` on a Dask DataFrame or a store (equal results):
     the attempts are shuffled on their source range (or published flag) and counted per range whole."""
-
     if by not in ("range", "published"):
         raise ValueError(f"by {by!r}: expected 'range' or 'published'")
     ddf = _site_frame(data, "deferral_rate_by_source_range")
