@@ -17,7 +17,7 @@ import pandas as pd
 from . import engine
 
 __all__ = ["columns_of", "count", "distinct", "distinct_values", "first_rows", "message_journey", "problem_counts",
-           "rows_where", "time_span"]
+           "rows_where"]
 
 
 def rows_where(data: Any, select: Callable[..., pd.DataFrame], *args: Any) -> Any:
@@ -32,11 +32,6 @@ def count(data: Any) -> int:
     """The number of rows (one pass over the smallest column)."""
     ddf = engine.site_partitioned(data, columns=[engine.SEQ])
     return int(ddf.map_partitions(len).sum().compute())
-
-
-def time_span(data: Any) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-    """First and last timestamp (None when nothing is dated)."""
-    return engine.time_span(data)
 
 
 def columns_of(data: Any) -> pd.DataFrame:

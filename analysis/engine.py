@@ -707,10 +707,15 @@ def _group_part(part: pd.DataFrame, function: str, column: str, na_label: str, d
                 sort: str) -> pd.DataFrame:
     from . import summaries
 
+    rows, label = _in_order(part)
+    rows = rows.assign(**{column: label.where(label != na_label).astype("string")})
+    return getattr(summaries, function)(rows, sort=sort, direction=direction)
+
+
+def _in_order(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """A partition of shuffled groups in table order without the shuffle key, and the key of each row."""
     part = part.sort_values(SEQ, kind="stable") if SEQ in part else part
-    label = part[GROUP].astype(object)
-    part = part.drop(columns=GROUP).assign(**{column: label.where(label != na_label).astype("string")})
-    return getattr(summaries, function)(part, sort=sort, direction=direction)
+    return part.drop(columns=GROUP), part[GROUP].astype(object)
 
 
 def deferral_rate_by_source_range(data: Any, endpoints: Any = None, *, by: str = "range",
@@ -743,8 +748,7 @@ def _attempt_groups(part: pd.DataFrame, endpoints: Any, by: str, direction: str 
 def _rates_part(part: pd.DataFrame, endpoints: Any, by: str, direction: str | None) -> pd.DataFrame:
     from . import summaries
 
-    part = part.sort_values(SEQ, kind="stable") if SEQ in part else part
-    return summaries.deferral_rate_by_source_range(part.drop(columns=GROUP), endpoints, by=by, direction=direction)
+    return summaries.deferral_rate_by_source_range(_in_order(part)[0], endpoints, by=by, direction=direction)
 
 
 # ---------------------------------------------------------------- headline

@@ -11,8 +11,7 @@ the same in one process (``load_trace`` of both files, ``tag``, the summaries) o
 (default 1,000,000: 10,000,000 do not fit in memory); the Dask run is repeated at that size for the ratio. Peak
 memory: the resident memory of the whole process tree (this process, the scheduler in it, the workers) sampled
 every 20 ms (the goal: under 4 GB), and the sum of each process's own peak (VmHWM), an upper bound that adds
-peaks reached at different times. Prints markdown and writes
-bench/out/dask.json.
+peaks reached at different times. Prints markdown and writes bench/out/dask.json.
 """
 
 from __future__ import annotations
@@ -44,8 +43,6 @@ MEMORY_GOAL = 4 * 2**30
 SUMMARIES = ("headline", "summarize_domains", "summarize_causes", "queue_ages", "top_replies", "deferrals_by_hour")
 CLUSTER_SIZES = (64, 512)  # cores of the clusters in the paper estimate
 CLUSTER_EFFICIENCY = 0.7  # share of linear scaling assumed there (shuffle over the network, stragglers)
-
-
 
 
 def vmhwm() -> int:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import dask_rows
-from analysis.engine import is_dask
+from analysis.engine import is_dask, time_span
 from analysis.schema import STRING
 
 PROBLEM_EVENTS = ("defer", "fail", "drop")
@@ -73,7 +73,7 @@ def page_rows(frame: pd.DataFrame, page: int, size: int) -> pd.DataFrame:
 def time_steps(timestamps: pd.Series) -> list[pd.Timestamp]:
     """Slider stops covering ``timestamps``: every hour (every day for traces longer than a month)."""
     if is_dask(timestamps):  # a Dask column: only its first and last time matter
-        timestamps = pd.Series(dask_rows.time_span(timestamps.to_frame()))
+        timestamps = pd.Series(time_span(timestamps.to_frame()))
     stamps = pd.to_datetime(timestamps, utc=True).dropna()
     if stamps.empty:
         return []

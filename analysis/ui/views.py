@@ -510,7 +510,7 @@ class TableView(View):
 
     @property
     def data(self) -> pd.DataFrame:
-        return self._data
+        return self._data if self._source is None else self._source
 
     @data.setter
     def data(self, frame: pd.DataFrame) -> None:
