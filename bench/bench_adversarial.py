@@ -17,7 +17,7 @@ from common import publish
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.causes import classify_replies
+from analysis.reference.causes import classify_replies
 
 SIZES = (100_000, 1_000_000, 4_000_000)
 LINEAR_ENOUGH = 6.0  # growth 1 MB -> 4 MB: 4 is linear, 16 quadratic

@@ -1,4 +1,4 @@
-"""Benchmark analysis.causes.classify_replies against a naive per-row baseline.
+"""Benchmark analysis.reference.causes.classify_replies against a naive per-row baseline.
 
 Run: ``.venv/bin/python bench/bench_classify.py``. Two workloads built from realistic reply templates with
 varying ids, IPs and addresses: 1,000,000 replies with about 3,000 distinct, and 100,000 all distinct. The
@@ -22,9 +22,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.causes import RuleSet, classify_replies, default_rules
-from analysis.gateways import identify_gateways
-from analysis.replies import parse_replies
+from analysis.reference.causes import RuleSet, classify_replies, default_rules
+from analysis.reference.gateways import identify_gateways
+from analysis.reference.replies import parse_replies
 
 SEED = 20261116
 NAIVE_SAMPLE = 20_000

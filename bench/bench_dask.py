@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/bench_dask.py`` (``--events N`` or ``EXO_BENCH_DAS
 ``--data DIR`` keeps the generated exports between runs). The trace is ``exo-deferrals sample --rows``: half
 Get-MessageTrace rows (one per message+recipient), half Get-MessageTraceDetail rows (events), a week of a big
 tenant, written as two CSV files that ingest cuts into pieces. The Dask run starts the kit's LocalCluster
-(``analysis.engine.connect("local")``: 2 worker processes x 1 thread on 127.0.0.1), then times ``ingest`` (load,
+(``analysis.backends.dask.connect("local")``: 2 worker processes x 1 thread on 127.0.0.1), then times ``ingest`` (load,
 stage, shuffle by site, cross-file steps, tags, write by day) and the notebooks' summaries on the store
 (headline, summarize_domains, summarize_causes, queue_ages, top_replies, deferrals_by_hour). The pandas run does
 the same in one process (``load_trace`` of both files, ``tag``, the summaries) on ``--pandas-events`` events
@@ -60,7 +60,7 @@ def generate(folder: Path, events: int) -> tuple[list[Path], float]:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     started = time.perf_counter()
-    jobs = [subprocess.Popen([sys.executable, "-m", "analysis.sample", "--rows", str(rows), "--formats", kind,
+    jobs = [subprocess.Popen([sys.executable, "-m", "analysis.sample.generator", "--rows", str(rows), "--formats", kind,
                               "--out", str(folder / sub)], cwd=ROOT, stdout=subprocess.DEVNULL)
             for kind, sub in (("messagetrace", "summary"), ("detail", "detail"))]
     if any(job.wait() for job in jobs):
@@ -71,8 +71,9 @@ def generate(folder: Path, events: int) -> tuple[list[Path], float]:
 
 def run_dask(files: list[Path], store: Path) -> dict:
     """ingest + summaries on a LocalCluster; times, throughput and peak memory of the process tree."""
-    from analysis import engine, summaries
-    from analysis.store import ingest, read_manifest
+    from analysis.backends import dask as engine
+    from analysis.store.ingest import ingest, read_manifest
+    from analysis.summaries import tables as summaries
 
     with PeakRSS(tree=True, interval=0.02) as peak:
         started = time.perf_counter()
@@ -105,7 +106,8 @@ import json, re, sys, time
 from pathlib import Path
 def vmhwm():
     return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
-from analysis import load_trace, summaries, tag
+from analysis import load_trace, tag
+from analysis.summaries import tables as summaries
 files = sys.argv[2:]
 started = time.perf_counter()
 events = load_trace(files)

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.endpoints import Endpoints
+from analysis.reference.endpoints import Endpoints
 
 SEED = 20261116
 ROWS = 1_000_000

@@ -34,7 +34,7 @@ print(time.perf_counter() - t, rss(), base, table.num_rows)
     "load_trace": _PRELUDE + """
 import pandas, pyarrow
 from analysis import load_trace
-import analysis.replies
+import analysis.reference.replies
 path = sys.argv[1]
 base = rss(); t = time.perf_counter()
 events = load_trace(path)
@@ -74,7 +74,7 @@ def run(task: str, *args: str) -> dict[str, float]:
 
 
 def make_inputs(folder: Path, rows: int) -> dict[str, tuple[Path, int]]:
-    from analysis import sample
+    from analysis.sample import generator as sample
 
     sample.write_big(folder, rows, formats=("messagetrace", "detail"))
     return {"Get-MessageTrace CSV (PowerShell 5.1, #TYPE line)": (folder / "messagetrace_ps51_en-US.csv", 1),

@@ -29,7 +29,7 @@ BIG_NOTEBOOK = "02_why_deferred"
 def sample(target: Path, *extra: str) -> float:
     """Write the sample (or a big trace) into ``target`` with the kit's own generator; returns the seconds."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "analysis.sample", "--out", str(target), *extra], check=True,
+    subprocess.run([sys.executable, "-m", "analysis.sample.generator", "--out", str(target), *extra], check=True,
                    capture_output=True)
     return time.perf_counter() - started
 

@@ -1,4 +1,4 @@
-"""Benchmark every analysis.summaries function on 1,000,000 tagged events.
+"""Benchmark every analysis.summaries.tables function on 1,000,000 tagged events.
 
 Run: ``.venv/bin/python bench/bench_summaries.py`` (``--events N`` for another size). The tagged table is
 generated directly with numpy (seeded), shaped like a week of Get-MessageTrace + Get-MessageTraceDetail exports
@@ -36,9 +36,9 @@ from common import PeakRSS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import summaries
-from analysis.endpoints import Endpoints
-from analysis.schema import CAUSES, EVENT_COLUMNS, TAG_COLUMNS, conform
+from analysis.core.schema import CAUSES, EVENT_COLUMNS, TAG_COLUMNS, conform
+from analysis.reference.endpoints import Endpoints
+from analysis.summaries import tables as summaries
 
 SEED = 20261116
 EVENTS = 1_000_000

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).parent / "data" / "endpoints"
-SNAPSHOT = Path(__file__).parents[1] / "analysis" / "data" / "endpoints" / "worldwide.json"
+SNAPSHOT = Path(__file__).parents[1] / "analysis" / "reference" / "data" / "endpoints" / "worldwide.json"
 NEW_VERSION = "2025013000"
 OLD_VERSION = "2020122300"
 

@@ -9,10 +9,10 @@ import netaddr
 import pandas as pd
 import pytest
 
-from analysis import allowlist as al
-from analysis.allowlist import FORMATS, audit_allowlist
-from analysis.endpoints import Endpoints
-from analysis.errors import AllowListError
+from analysis.audit.allowlist import FORMATS, audit_allowlist
+from analysis.cli.audit_allowlist import main as audit_allowlist_cli
+from analysis.core.errors import AllowListError
+from analysis.reference.endpoints import Endpoints
 
 DATA = Path(__file__).parent / "data" / "allowlists"
 FILES = {"ironport_hat.txt": "ironport", "plain.txt": "text", "allowlist.csv": "csv", "postfix_cidr": "postfix"}
@@ -282,11 +282,12 @@ def test_html_escapes_everything(endpoints):
 
 def test_cli_summary_and_corrected_output(tmp_path, capsys):
     out = tmp_path / "fixed.cidr"
-    assert al.main([str(DATA / "ironport_hat.txt"), "--offline", "--format", "postfix", "-o", str(out)]) == 0
+    args = [str(DATA / "ironport_hat.txt"), "--offline", "--format", "postfix", "-o", str(out)]
+    assert audit_allowlist_cli(args) == 0
     printed = capsys.readouterr().out
     assert "52.100.0.0/14" in printed and f"written to {out}" in printed
     assert audit_allowlist(out, Endpoints.bundled()).missing_cidrs == []
-    assert al.main([str(DATA / "plain.txt"), "--offline", "--format", "csv"]) == 0
+    assert audit_allowlist_cli([str(DATA / "plain.txt"), "--offline", "--format", "csv"]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("network,comment") and "Allow-list audit" in captured.err
 
@@ -294,5 +295,5 @@ def test_cli_summary_and_corrected_output(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert al.main([str(empty), "--offline"]) == 1
+    assert audit_allowlist_cli([str(empty), "--offline"]) == 1
     assert "empty.txt: no IP address" in capsys.readouterr().err

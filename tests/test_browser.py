@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Dialog, Locator, Page, expect
 
-from analysis.endpoints import Endpoints
+from analysis.reference.endpoints import Endpoints
 
 pytestmark = pytest.mark.browser
 

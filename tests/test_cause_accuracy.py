@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.causes import classify_replies
-from analysis.schema import CAUSES
+from analysis.core.schema import CAUSES
+from analysis.reference.causes import classify_replies
 
 CORPUS = Path(__file__).parent / "data" / "replies_corpus.csv"
 MIN_ACCURACY = 0.95

@@ -1,4 +1,4 @@
-"""analysis.causes: the rule file, the precedence engine, bad input and the `classify` CLI."""
+"""analysis.reference.causes: the rule file, the precedence engine, bad input and the `classify` CLI."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import analysis.causes as causes
-from analysis.causes import CLASSIFY_COLUMNS, classify_replies, load_rules, main
-from analysis.gateways import load_fingerprints
-from analysis.schema import CAUSES
+import analysis.reference.causes as causes
+from analysis.cli.classify import main
+from analysis.core.schema import CAUSES
+from analysis.reference.causes import CLASSIFY_COLUMNS, classify_replies, load_rules
+from analysis.reference.gateways import load_fingerprints
 
-RULES_TEXT = files("analysis").joinpath("data", "cause_rules.toml").read_text("utf-8")
+RULES_TEXT = files("analysis.reference").joinpath("data", "cause_rules.toml").read_text("utf-8")
 
 # one hand-written reply per cause (written for these tests from the public docs, not taken from a corpus)
 EXAMPLES = {

@@ -1,4 +1,4 @@
-"""analysis.charts: what each chart plots (the data behind the axes), the fixed cause colours, empty input,
+"""analysis.charts.figures: what each chart plots (the data behind the axes), the fixed cause colours, empty input,
 escaping of trace text, and rendering to PNG and SVG."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from test_summaries import (  # noqa: F401 (fixtures)
     tagged,
 )
 
-from analysis.charts import (
+from analysis.charts.figures import (
     CAUSE_COLORS,
     NO_CAUSE_COLOR,
     OTHER_COLOR,
@@ -40,8 +40,8 @@ from analysis.charts import (
     plot_trend,
     save,
 )
-from analysis.schema import CAUSES
-from analysis.summaries import (
+from analysis.core.schema import CAUSES
+from analysis.summaries.tables import (
     AGE_BUCKETS,
     deferral_rate_by_source_range,
     deferrals_by_hour,
@@ -293,7 +293,7 @@ def test_save_names_and_formats(tmp_path):
 
 
 def test_charts_use_no_pyplot_state():
-    code = "import sys, analysis.charts; assert 'matplotlib.pyplot' not in sys.modules"
+    code = "import sys, analysis.charts.figures; assert 'matplotlib.pyplot' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.schema import CAUSES
+from analysis.core.schema import CAUSES
 
 CORPUS = Path(__file__).parent / "data" / "replies_corpus.csv"
 LABELS = set(CAUSES) - {"unknown"}

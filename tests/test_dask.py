@@ -20,14 +20,15 @@ import pytest
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
-from analysis import engine, load_trace, summaries  # noqa: E402
+from analysis import load_trace, summaries  # noqa: E402
+from analysis.backends import dask as engine  # noqa: E402
 from analysis.cli import main as cli_main  # noqa: E402
-from analysis.endpoints import Endpoints  # noqa: E402
-from analysis.redact import redact  # noqa: E402
-from analysis.sample import write_big  # noqa: E402
-from analysis.schema import EVENT_COLUMNS, TAG_COLUMNS, check_events  # noqa: E402
-from analysis.store import NO_DAY, ingest, load_reports, open_store, plan_pieces, read_manifest  # noqa: E402
-from analysis.tagging import tag  # noqa: E402
+from analysis.core.schema import EVENT_COLUMNS, TAG_COLUMNS, check_events  # noqa: E402
+from analysis.reference.endpoints import Endpoints  # noqa: E402
+from analysis.report.redact import redact  # noqa: E402
+from analysis.sample.generator import write_big  # noqa: E402
+from analysis.store.ingest import NO_DAY, ingest, load_reports, open_store, plan_pieces, read_manifest  # noqa: E402
+from analysis.tagging.tag import tag  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Sending large graph:UserWarning"),
               pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")]  # another cluster runs

@@ -19,15 +19,16 @@ from endpoints_server import NEW_VERSION, OLD_VERSION, EndpointsServer, recorded
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis import endpoints as ep
-from analysis.endpoints import (
+from analysis.cli.endpoints import main as endpoints_cli
+from analysis.core.errors import EndpointsError
+from analysis.reference import endpoints as ep
+from analysis.reference.endpoints import (
     CidrIndex,
     Endpoints,
     EndpointsFallbackWarning,
     parse_endpoint_records,
     parse_ips,
 )
-from analysis.errors import EndpointsError
 
 ROOT = Path(__file__).parents[1]
 DATA = ROOT / "tests" / "data" / "endpoints"
@@ -445,12 +446,12 @@ def test_changes_since_needs_the_network(tmp_path):
 
 
 def test_cli_update_and_changes(server, tmp_path, capsys):
-    assert ep.main(["--base-url", server.base_url, "--cache-dir", str(tmp_path), "--update",
+    assert endpoints_cli(["--base-url", server.base_url, "--cache-dir", str(tmp_path), "--update",
                     "--changes-since", OLD_VERSION]) == 0
     out = capsys.readouterr().out
     assert "version:   2025013000 (published 2025-01-30)" in out and "source:    live" in out
     assert "52.100.0.0/14" in out and "*.mx.microsoft" in out
-    assert ep.main(["--cache-dir", str(tmp_path)]) == 0  # no network: shows the cache
+    assert endpoints_cli(["--cache-dir", str(tmp_path)]) == 0  # no network: shows the cache
     out = capsys.readouterr().out
     assert "source:    cache (not checked online; use --update)" in out and server.paths("/endpoints/") == [
         "/endpoints/Worldwide"]
@@ -458,13 +459,13 @@ def test_cli_update_and_changes(server, tmp_path, capsys):
 
 def test_cli_update_failure_is_loud(server, tmp_path, capsys):
     server.fail("/version/", status=500, times=10)
-    assert ep.main(["--base-url", server.base_url, "--cache-dir", str(tmp_path), "--update"]) == 1
+    assert endpoints_cli(["--base-url", server.base_url, "--cache-dir", str(tmp_path), "--update"]) == 1
     captured = capsys.readouterr()
     assert "NOT live" in captured.err and "source:    bundled" in captured.out
 
 
 def test_cli_refuses_plain_http(capsys):
-    assert ep.main(["--base-url", "http://example.com", "--update"]) == 1
+    assert endpoints_cli(["--base-url", "http://example.com", "--update"]) == 1
     assert "https" in capsys.readouterr().err
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.errors import ExoDeferralsError
-from analysis.gateways import identify_gateways, load_fingerprints
+from analysis.core.errors import ExoDeferralsError
+from analysis.reference.gateways import identify_gateways, load_fingerprints
 
 
 def test_every_fingerprint_is_sourced_and_matches_something():

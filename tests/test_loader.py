@@ -11,8 +11,8 @@ import pytest
 from badinput_helpers import make_corpus
 
 from analysis import TraceLoadError, load_trace
-from analysis.errors import NotATraceError
-from analysis.schema import check_events
+from analysis.core.errors import NotATraceError
+from analysis.core.schema import check_events
 
 PS51_HEADER = ('"PSComputerName","RunspaceId","PSShowComputerName","Organization","MessageId","Received",'
                '"SenderAddress","RecipientAddress","Subject","Status","ToIP","FromIP","Size","MessageTraceId",'

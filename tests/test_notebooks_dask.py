@@ -20,8 +20,8 @@ distributed = pytest.importorskip("distributed")
 
 from notebook_helpers import RAW_SCRIPT, execute, html_text, outputs  # noqa: E402
 
-from analysis.endpoints import Endpoints  # noqa: E402
-from analysis.store import ingest  # noqa: E402
+from analysis.reference.endpoints import Endpoints  # noqa: E402
+from analysis.store.ingest import ingest  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Sending large graph:UserWarning")]
 

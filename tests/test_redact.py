@@ -1,4 +1,4 @@
-"""analysis.redact: stable keyed pseudonyms, free-text scrubbing, dtypes kept, and nothing left behind."""
+"""analysis.report.redact: stable keyed pseudonyms, free-text scrubbing, dtypes kept, and nothing left behind."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.redact import MIN_BARE_LOCAL, Redactor, redact
-from analysis.sample import generate_story
-from analysis.schema import check_events, conform
+from analysis.core.schema import check_events, conform
+from analysis.report.redact import MIN_BARE_LOCAL, Redactor, redact
+from analysis.sample.generator import generate_story
 
 REPLY = ("550 5.1.1 <Anna.Schmidt@Fabrikam.com>: Recipient address rejected: User unknown; original message "
          "<ABC123@mail.contoso.com> from ben.meyer@contoso.com, see http://help.fabrikam.com/fabrikam.com.html "

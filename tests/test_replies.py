@@ -1,4 +1,4 @@
-"""Tests of analysis.replies.parse_replies on real reply/Detail/NDR texts from public sources."""
+"""Tests of analysis.reference.replies.parse_replies on real reply/Detail/NDR texts from public sources."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.replies import REPLY_COLUMNS, parse_replies
+from analysis.reference.replies import REPLY_COLUMNS, parse_replies
 
 CORPUS = Path(__file__).parent / "data" / "replies_corpus.csv"
 

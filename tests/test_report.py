@@ -16,11 +16,12 @@ import nbformat
 import pandas as pd
 import pytest
 
-from analysis import report
-from analysis.exports import FORMULA_PREFIXES
-from analysis.loader import load_trace
-from analysis.redact import MIN_BARE_LOCAL
-from analysis.report import ReportError, export_html, main, render_report
+from analysis.cli.report import main
+from analysis.io.loader import load_trace
+from analysis.io.write import FORMULA_PREFIXES
+from analysis.report import notebook as report
+from analysis.report.notebook import ReportError, export_html, render_report
+from analysis.report.redact import MIN_BARE_LOCAL
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_report import HOSTILE_REPLY, SCRIPT_SUBJECT, write_hostile_trace
 
-from analysis.report import ReportResult, render_report
+from analysis.report.notebook import ReportResult, render_report
 
 pytestmark = pytest.mark.browser
 

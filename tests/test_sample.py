@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import sample
-from analysis.schema import check_events
+from analysis.cli.sample import main as sample_cli
+from analysis.core.schema import check_events
+from analysis.sample import generator as sample
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 REFUSED = ipaddress.ip_network(sample.REFUSED_RANGE)
@@ -343,15 +344,15 @@ def test_allowlist_lacks_exactly_52_100_0_0_14_and_has_stale_and_broad_entries(w
 
 # --- big traces ---------------------------------------------------------------------------------------------
 def test_big_mode_writes_at_least_the_rows_asked_for(tmp_path: Path) -> None:
-    assert sample.main(["--out", str(tmp_path), "--rows", "20000"]) == 0
+    assert sample_cli(["--out", str(tmp_path), "--rows", "20000"]) == 0
     _, trace = read(tmp_path / "messagetrace_ps51_en-US.csv", skip=1)
     _, detail = read(tmp_path / "messagetrace_detail.csv")
     assert len(trace) >= 20000 and len(detail) >= 20000
     assert [int(r[16]) for r in trace] == list(range(len(trace)))
     with pytest.raises(SystemExit):
-        sample.main(["--out", str(tmp_path), "--rows", "10", "--formats", "msgtrk"])
+        sample_cli(["--out", str(tmp_path), "--rows", "10", "--formats", "msgtrk"])
 
 
 def test_unknown_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
-        sample.main(["--out", str(tmp_path), "--formats", "messagetrace,nope"])
+        sample_cli(["--out", str(tmp_path), "--formats", "messagetrace,nope"])

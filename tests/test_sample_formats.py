@@ -1,6 +1,6 @@
 """The same story from every export format: load_trace agrees with the generator's ground truth.
 
-The sample generator renders one truth (analysis.sample.generate_story) into every layout; file_slice() gives
+The sample generator renders one truth (analysis.sample.generator.generate_story) into every layout; file_slice() gives
 the truth rows each file was rendered from. Loading a file must give the same messages, recipients, outcomes and
 UTC timestamps (to the precision the format writes).
 """
@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import load_trace, sample, tag
-from analysis.schema import check_events
+from analysis import load_trace, tag
+from analysis.core.schema import check_events
+from analysis.sample import generator as sample
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 SUMMARY_FILES = ["messagetrace_ps51_en-US.csv", "messagetrace_v2_de-DE.csv", "messagetrace_v2_en-GB_ps7.csv",

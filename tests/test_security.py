@@ -12,7 +12,7 @@ import pytest
 from badinput_helpers import BAD_DIR, make_corpus
 
 from analysis import FileReport, LoadReport, load_trace
-from analysis.exports import guard_formulas, to_safe_csv, write_table
+from analysis.io.write import guard_formulas, to_safe_csv, write_table
 
 PACKAGE = Path(__file__).resolve().parents[1] / "analysis"
 # calls that run, unpickle or shell out to text they are given

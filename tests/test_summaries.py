@@ -1,4 +1,4 @@
-"""analysis.summaries: hand-built tagged traces with known times, bad input, and the sample story."""
+"""analysis.summaries.tables: hand-built tagged traces with known times, bad input, and the sample story."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import analysis.summaries as summaries
-from analysis.schema import CAUSES, EVENT_COLUMNS, TAG_COLUMNS, conform
-from analysis.summaries import (
+import analysis.summaries.tables as summaries
+from analysis.core.schema import CAUSES, EVENT_COLUMNS, TAG_COLUMNS, conform
+from analysis.summaries.tables import (
     AGE_BUCKETS,
     by_connector,
     by_gateway,

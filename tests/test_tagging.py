@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import analysis.causes as causes
-from analysis.endpoints import Endpoints
-from analysis.schema import TAG_COLUMNS, check_events, conform
-from analysis.tagging import EXTRA_TAG_COLUMNS, tag
+import analysis.reference.causes as causes
+from analysis.core.schema import TAG_COLUMNS, check_events, conform
+from analysis.reference.endpoints import Endpoints
+from analysis.tagging.tag import EXTRA_TAG_COLUMNS, tag
 
 # A tiny endpoint list: one Exchange Online mail-flow set and one non-mail Microsoft 365 set.
 ENDPOINTS = Endpoints(

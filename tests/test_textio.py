@@ -20,7 +20,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from analysis import TraceLoadError, dates, textio
+from analysis import TraceLoadError
+from analysis.io import dates, textio
 
 FUZZ = settings(max_examples=150, deadline=None)
 

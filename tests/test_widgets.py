@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.schema import EVENT_COLUMNS, TAG_COLUMNS, conform
-from analysis.summaries import message_timelines
+from analysis.core.schema import EVENT_COLUMNS, TAG_COLUMNS, conform
+from analysis.summaries.tables import message_timelines
 from analysis.ui import (
     AllowListBox,
     DomainCauseFilter,
@@ -179,7 +179,7 @@ def test_file_picker_unexpected_error_has_no_traceback(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr("analysis.loader.load_trace", boom)
+    monkeypatch.setattr("analysis.io.loader.load_trace", boom)
     picker = FilePicker(tmp_path / "trace.csv", name=None)
     assert "unexpected problem (KeyError: 'surprise')" in picker.error
     assert "Traceback" not in picker.status.value and "KeyError" in picker.details()

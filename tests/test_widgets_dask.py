@@ -13,10 +13,11 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from analysis import audit_allowlist, engine, load_trace, summaries  # noqa: E402
-from analysis.endpoints import Endpoints  # noqa: E402
-from analysis.store import ingest, open_store  # noqa: E402
-from analysis.tagging import tag  # noqa: E402
+from analysis import audit_allowlist, load_trace, summaries  # noqa: E402
+from analysis.backends import dask as engine  # noqa: E402
+from analysis.reference.endpoints import Endpoints  # noqa: E402
+from analysis.store.ingest import ingest, open_store  # noqa: E402
+from analysis.tagging.tag import tag  # noqa: E402
 from analysis.ui import Drilldown, FilePicker, TableView, TimeRange  # noqa: E402
 from analysis.ui.render import problem_counts, select_messages  # noqa: E402
 

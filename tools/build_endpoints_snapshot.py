@@ -8,7 +8,7 @@ Inputs (verbatim copies of ../shared/reference/endpoints/, kept in tests/data/en
 
 Outputs:
 
-* ``analysis/data/endpoints/worldwide.json`` - the snapshot: the 2025013000 Exchange sets plus every
+* ``analysis/reference/data/endpoints/worldwide.json`` - the snapshot: the 2025013000 Exchange sets plus every
   other service area from the 2020 answer, in the web-service record schema, with ``version``,
   ``derived`` and ``provenance`` (sha256 of each input, which set came from which file);
 * ``tests/data/endpoints/version-worldwide-2025013000.json`` - a ``/version/Worldwide`` answer;
@@ -34,7 +34,7 @@ INPUTS = ROOT / "tests" / "data" / "endpoints"
 OLD_FILE = "worldwide-2020122300-verbatim.json"
 NEW_FILE = "exchange-sets-2025013000-derived.json"
 OLD_VERSION = "2020122300"
-SNAPSHOT = ROOT / "analysis" / "data" / "endpoints" / "worldwide.json"
+SNAPSHOT = ROOT / "analysis" / "reference" / "data" / "endpoints" / "worldwide.json"
 VERSION_ANSWER = INPUTS / "version-worldwide-2025013000.json"
 CHANGES_ANSWER = INPUTS / f"changes-worldwide-{OLD_VERSION}.json"
 

@@ -29,7 +29,7 @@ import ipywidgets as widgets
 import pandas as pd
 from IPython.display import HTML, Image, display
 
-from analysis.exports import write_table
+from analysis.io.write import write_table
 
 STATIC_ENV = "EXO_DEFERRALS_STATIC"
 CELL_TEXT_LIMIT = 160  # characters of one table cell shown before "…"
@@ -226,7 +226,7 @@ def setup() -> None:
     import platform
 
     import analysis
-    from analysis.endpoints import Endpoints
+    from analysis.reference.endpoints import Endpoints
 
     pd.set_option("display.max_colwidth", 120)
     pd.set_option("display.max_columns", 40)
@@ -246,7 +246,7 @@ def show_table(frame: pd.DataFrame, *, max_rows: int | None = None, empty: str =
 def show_chart(figure: Any, charts_dir: str | os.PathLike[str] | None = None, name: str | None = None) -> None:
     """Display a chart once, as PNG; with ``charts_dir`` also save it there as PNG and SVG (see charts.save)."""
     if charts_dir:
-        from analysis.charts import save
+        from analysis.charts.figures import save
 
         save(figure, charts_dir, name=name)
     display(png_image(figure_png(figure)))

@@ -17,12 +17,13 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from analysis.allowlist import FORMATS, AllowListAudit, audit_allowlist
-from analysis.charts import plot_journey
-from analysis.endpoints import Endpoints
-from analysis.errors import AllowListError, EndpointsError
-from analysis.schema import STRING
-from analysis.summaries import message_journey, message_timelines, top_replies
+from analysis.audit.allowlist import FORMATS, AllowListAudit, audit_allowlist
+from analysis.charts.figures import plot_journey
+from analysis.core.errors import AllowListError, EndpointsError
+from analysis.core.schema import STRING
+from analysis.reference.endpoints import Endpoints
+from analysis.report.findings import remedy_table
+from analysis.summaries.tables import message_journey, message_timelines, top_replies
 from analysis.ui.core import (
     View,
     download_html,
@@ -35,7 +36,6 @@ from analysis.ui.core import (
     static_html,
     table_html,
 )
-from analysis.ui.findings import remedy_table
 from analysis.ui.render import equals_text, message_key_set, pair_keys
 from analysis.ui.views import DomainCauseFilter, TableView
 
@@ -88,7 +88,7 @@ def audit_html(audit: AllowListAudit) -> str:
 class AllowListBox(View):
     """Paste or upload a partner's allow-list, audit it against Exchange Online's ranges, download it corrected.
 
-    Properties: ``text`` (the list), ``audit`` (:class:`~analysis.allowlist.AllowListAudit` or None), ``error``
+    Properties: ``text`` (the list), ``audit`` (:class:`~analysis.audit.allowlist.AllowListAudit` or None), ``error``
     (friendly text or None), ``missing_cidrs``, ``corrected_path`` (the written corrected list), ``listed_on``
     (the day the list was made: Microsoft's changes since then are listed when the network allows).
     ``run()`` audits (also the Audit button and an upload). Callbacks: ``on_audit(callback)`` with the audit.
@@ -243,7 +243,7 @@ class JourneyView(View):
 
     Properties: ``message`` (the chosen key, "<trace id> → <recipient>", settable; a trace id or Message-ID
     alone picks that message's first recipient), ``journey`` (its events), ``png`` (the chart).
-    ``set_messages(timelines)`` replaces the choices (rows of :func:`analysis.summaries.message_timelines`).
+    ``set_messages(timelines)`` replaces the choices (rows of :func:`analysis.summaries.tables.message_timelines`).
     Callbacks: ``observe(callback)`` with the key.
     """
 

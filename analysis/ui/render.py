@@ -3,7 +3,7 @@
 No widgets here: every function takes and returns plain pandas objects, so tests and notebooks can call them
 directly and the views stay thin. The ones that choose rows of the events (a time window, messages of a domain or
 cause, counts per domain or cause) also take a Dask DataFrame or a store and then run per partition
-(:mod:`analysis.dask_rows`), returning a lazy Dask selection or the same counts.
+(:mod:`analysis.backends.rows`), returning a lazy Dask selection or the same counts.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis import dask_rows
-from analysis.engine import is_dask, time_span
-from analysis.schema import STRING
+from analysis.backends import rows as dask_rows
+from analysis.backends.dask import is_dask, time_span
+from analysis.core.schema import STRING
 
 PROBLEM_EVENTS = ("defer", "fail", "drop")
 HOURLY_SPAN = pd.Timedelta(days=31)  # longer traces are stepped by day on the time slider
@@ -168,6 +168,6 @@ def select_messages(tagged: pd.DataFrame, domain: str | None = None, cause: str 
 
 
 def pair_keys(timelines: pd.DataFrame) -> pd.Series:
-    """The :func:`message_keys` of the rows of :func:`analysis.summaries.message_timelines`."""
+    """The :func:`message_keys` of the rows of :func:`analysis.summaries.tables.message_timelines`."""
     return timelines["message"].astype(STRING).fillna("") + " → " + timelines["recipient"].astype(STRING).fillna("")
 

@@ -19,12 +19,12 @@ import ipywidgets as widgets
 import pandas as pd
 from IPython.display import display
 
-from analysis.dask_rows import columns_of, count, first_rows
-from analysis.engine import is_dask
-from analysis.errors import ExoDeferralsError, TraceLoadError
-from analysis.loader import _TRACE_SUFFIXES, LoadReport
-from analysis.schema import empty_events
-from analysis.store import open_trace
+from analysis.backends.dask import is_dask
+from analysis.backends.rows import columns_of, count, first_rows
+from analysis.core.errors import ExoDeferralsError, TraceLoadError
+from analysis.core.schema import empty_events
+from analysis.io.loader import TRACE_SUFFIXES, LoadReport
+from analysis.store.ingest import open_trace
 from analysis.ui.core import (
     View,
     download_html,
@@ -51,7 +51,6 @@ from analysis.ui.render import (
 )
 
 PathsLike = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
-TRACE_SUFFIXES = tuple(sorted(_TRACE_SUFFIXES))  # what load_trace reads from a folder
 WIDE = widgets.Layout(width="95%")
 
 
@@ -131,13 +130,13 @@ class FilePicker(View):
     """Choose trace exports (path box, folder browser or upload), load them and show the load report.
 
     Properties: ``paths`` (list of str), ``events`` (the canonical events table; empty until something loads),
-    ``report`` (:class:`~analysis.loader.LoadReport` or None), ``error`` (why nothing was loaded, or None),
+    ``report`` (:class:`~analysis.io.loader.LoadReport` or None), ``error`` (why nothing was loaded, or None),
     ``problems`` (files not loaded, rejected rows: friendly lines) and ``rows`` (the number of events).
     Callbacks: ``on_load(callback)``, called with ``(events, report)`` after every load.
     Loading never raises: failures show as a message, and the files that could be read are loaded.
     With ``dask_scheduler`` (a scheduler address, or "local") the path names a store made by
     ``exo-deferrals ingest``: ``events`` is its tagged events as a Dask DataFrame on that cluster
-    (:func:`analysis.store.open_trace`).
+    (:func:`analysis.store.ingest.open_trace`).
     """
 
     def __init__(self, paths: PathsLike | None = "../data/sample/", *, name: str | None = "files",
@@ -159,7 +158,7 @@ class FilePicker(View):
         self.path_box = widgets.Text(value=state["paths"], description="Files",
                                      placeholder="a file, folder or glob; several separated by ;", layout=WIDE)
         self.browser = widgets.Select(options=[], rows=8, description="Browse", layout=WIDE)
-        self.upload = widgets.FileUpload(accept=",".join(TRACE_SUFFIXES), multiple=True, description="Upload")
+        self.upload = widgets.FileUpload(accept=",".join(sorted(TRACE_SUFFIXES)), multiple=True, description="Upload")
         self.load_button = widgets.Button(description="Load", button_style="primary", icon="folder-open")
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="Loading")
         self.progress_text = widgets.HTML()

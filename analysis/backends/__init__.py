@@ -1,0 +1,1 @@
+"""Backends: running the kit's per-partition steps on Dask (optional: ``pip install "exo-deferrals[dask]"``)."""

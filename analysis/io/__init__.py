@@ -1,0 +1,1 @@
+"""Input and output: text decoding, dates, the export formats and their readers, loading, writing tables."""

@@ -1,0 +1,26 @@
+"""Summaries of a tagged trace: one table per question, the same code on pandas and Dask."""
+
+from analysis.summaries.tables import (
+    AGE_BUCKETS,
+    IMPACT_WEIGHTS,
+    OUTCOMES,
+    by_connector,
+    by_gateway,
+    deferral_rate_by_source_range,
+    deferrals_by_hour,
+    headline,
+    journey_rows,
+    message_journey,
+    message_timelines,
+    normalize_replies,
+    queue_ages,
+    retry_intervals,
+    summarize_causes,
+    summarize_domains,
+    top_replies,
+)
+
+__all__ = ["AGE_BUCKETS", "IMPACT_WEIGHTS", "OUTCOMES", "by_connector", "by_gateway", "deferral_rate_by_source_range",
+           "deferrals_by_hour", "headline", "journey_rows", "message_journey", "message_timelines",
+           "normalize_replies", "queue_ages", "retry_intervals", "summarize_causes", "summarize_domains",
+           "top_replies"]

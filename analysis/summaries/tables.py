@@ -1,0 +1,1055 @@
+"""Investigation analytics on the tagged events table: per-domain delivery, queue ages, retry timelines, replies.
+
+Every function takes the table :func:`analysis.tag` returns and answers with a DataFrame (``headline``: a dict),
+computed on whole columns (groupby / bincount on integer codes; text work on unique values only).
+Conventions shared by all of them:
+
+* A *message+recipient* ("pair") is keyed by ``trace_id`` (else ``message_id``) and ``recipient``.
+* Summary exports (Get-MessageTrace, new EAC) hold one row per pair whose event stands for its status at
+  export time, stamped with the Received time. When the pair also has event-level rows (Get-MessageTraceDetail,
+  EAC reports, tracking logs) its summary rows only count for "first seen"; alone they stand in for the events
+  (a Pending row is a deferral dated at Received, and no delivery time is known).
+* The *outcome* of a pair is its latest final event: deliver/send = ``delivered``; fail/drop = ``failed``, or
+  ``expired`` when the failure is a queue expiry (4.4.7, 5.4.300, 5.4.31x "expired", QUEUE.Expired). With no
+  final event it is ``pending`` if it was deferred, else its exported status, else ``other`` (e.g. quarantined).
+* ``direction="outbound"`` (the default) keeps outbound rows only; ``None`` keeps every direction.
+* Rows without a timestamp are counted but left out of everything measured in time.
+* Results carry ``attrs["start"]`` and ``attrs["end"]``: the time span of the whole trace (UTC), for titles.
+* Input without the tag columns raises ValueError naming them (run :func:`analysis.tag` first); empty input,
+  input without deferrals or with a single event gives an empty result with the same columns.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis.backends.dask import is_dask
+from analysis.core.columns import map_unique, to_arrow
+from analysis.core.schema import CAUSES, DIRECTIONS, STRING, TAG_COLUMNS
+from analysis.io.formats import BY_NAME
+
+__all__ = [
+    "AGE_BUCKETS", "IMPACT_WEIGHTS", "OUTCOMES", "by_connector", "by_gateway", "deferral_rate_by_source_range",
+    "deferrals_by_hour", "headline", "journey_rows", "message_journey", "message_timelines", "normalize_replies",
+    "queue_ages", "retry_intervals", "summarize_causes", "summarize_domains", "top_replies",
+]
+
+# qshape's default buckets: the first holds ages in [0, 5) minutes, each next one twice as long ([5, 10),
+# [10, 20), ... [640, 1280)), the last has no limit (>= 1280 minutes, about 21 h). A column is named by its
+# exclusive upper limit, as qshape prints it.
+AGE_LIMITS_MINUTES = (5, 10, 20, 40, 80, 160, 320, 640, 1280)
+AGE_BUCKETS = (*(str(m) for m in AGE_LIMITS_MINUTES), "1280+")
+OUTCOMES = ("delivered", "failed", "expired", "pending", "other")
+# impact of a recipient domain (or gateway, connector): recipients who never got the mail weigh most,
+# those still waiting next, those who got it late least; first-time deliveries weigh nothing
+IMPACT_WEIGHTS = {"failed": 3, "pending": 2, "delivered_after_deferral": 1}
+SUMMARY_FORMATS = tuple(name for name, fmt in BY_NAME.items() if fmt.layout == "summary")
+EXPIRY_CODES = ("4.4.7", "5.4.300")
+EXPIRY_PATTERN = r"(?i)\b(?:4\.4\.7|5\.4\.300)\b|\b5\.4\.31\d\b.*expired|queue\.expired"
+
+_REQUIRED = ("timestamp", "trace_id", "message_id", "recipient", "recipient_domain", "direction", "event",
+             "status", "reply", "enhanced_code", "source_format", "cause")
+_OTHER, _DEFER, _DELIVERED, _FAILED, _EXPIRED = range(5)  # row kinds
+_PENDING, _OTHER_OUTCOME = OUTCOMES.index("pending"), OUTCOMES.index("other")
+_KIND_OUTCOME = np.array([_OTHER_OUTCOME, _PENDING, *map(OUTCOMES.index, ("delivered", "failed", "expired"))])
+_STATUS_OUTCOME = {"delivered": 0, "failed": 1, "pending": _PENDING}
+_ARROW = " → "
+
+# reply normalization (RE2 syntax, applied in this order, one pass per placeholder): what varies between
+# otherwise equal replies
+_REPLY_NOISE = (
+    (r"\s*\r?\n\d{3}[ -](?:\d\.\d{1,3}\.\d{1,3} +)?|\s{2,}|[\t\r\n\f\v]", " "),  # joins lines, collapses space
+    (r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<guid>"),
+    (r"<?[A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}>?", "<address>"),
+    (r"(?i)\b\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?: ?(?:Z|UTC|[+-]\d{2}:?\d{2}))?"
+     r"|\b(?:mon|tue|wed|thu|fri|sat|sun),? \d{1,2} [a-z]{3} \d{4} \d{1,2}:\d{2}(?::\d{2})?(?: ?[+-]\d{4})?"
+     r"(?: ?\([a-z]+\))?|\b\d{1,2}[./]\d{1,2}[./]\d{2,4},? \d{1,2}:\d{2}(?::\d{2})?(?: ?[ap]m)?"
+     r"|\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b", "<time>"),
+    (r"(?i)\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.prod\.(?:protection\.)?outlook\.com\b", "<exo-server>"),
+    (r"(?i)\b[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){7}\b|(?:\b[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?::"
+     r"(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6}\b)?|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b", "<ip>"),
+    (r"\S+ - gsmtp", "<id> - gsmtp"),
+    (r"\[\d+\]", "[<n>]"),
+    (r"(?i)\b\d{6,}\b|\b[0-9a-f]{8,}\b|\b(?:[a-z]+[0-9]+|[0-9]+[a-z]+)[a-z0-9]{8,}\b", "<id>"),
+)
+
+
+# ---------------------------------------------------------------- preparation shared by every function
+
+@dataclass
+class _Trace:
+    """The selected event-level rows (positions into the caller's table), their pair codes and row kinds.
+
+    Columns are read from the caller's table only when a function needs them, as integer codes or nanoseconds
+    wherever possible, so no function copies more than it reads.
+    """
+
+    source: pd.DataFrame  # the caller's tagged table, untouched
+    positions: np.ndarray  # positions in ``source`` of the selected rows, ascending
+    pair: np.ndarray  # pair code per selected row (0 .. n_pairs-1)
+    summary: np.ndarray  # True: a summary-export row (stamped with Received, not with the event's time)
+    n_pairs: int
+    first_row: np.ndarray  # per pair, its first selected row
+    pair_message: np.ndarray  # message code per pair (pairs without a message id get their own code)
+    first_seen: np.ndarray  # per pair, ns, over every row including summary rows
+    start: pd.Timestamp  # span of the whole trace (NaT when nothing is dated)
+    end: pd.Timestamp
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> np.ndarray:
+        """_DEFER / _DELIVERED / _FAILED / _EXPIRED / _OTHER per selected row."""
+        if "kind" not in self._cache:
+            self._cache["kind"] = _kinds(self)
+        return self._cache["kind"]
+
+    def ns(self) -> np.ndarray:
+        """Timestamps of the selected rows as ns since the epoch (NaT: the smallest int64)."""
+        if "ns" not in self._cache:
+            self._cache["ns"] = _ns(self.source["timestamp"])[self.positions]
+        return self._cache["ns"]
+
+    def codes(self, name: str) -> tuple[np.ndarray, pd.Index]:
+        """Codes (-1: NA) of column ``name`` on the selected rows, and their labels."""
+        if name not in self._cache:
+            codes, labels = _codes(self.source[name])
+            self._cache[name] = (codes[self.positions], labels)
+        return self._cache[name]
+
+    def causes(self) -> np.ndarray:
+        """Per selected row, the index of its cause in CAUSES (-1: none)."""
+        if "causes" not in self._cache:
+            codes, labels = self.codes("cause")
+            self._cache["causes"] = _cause_positions(labels)[codes]
+        return self._cache["causes"]
+
+    def notna(self, name: str) -> np.ndarray:
+        return self.source[name].notna().to_numpy(dtype=bool)[self.positions]
+
+    def at(self, rows: np.ndarray, *names: str) -> pd.DataFrame:
+        """Columns ``names`` of the selected rows numbered ``rows`` (RangeIndex)."""
+        return pd.DataFrame({name: _take(self.source[name], self.positions[rows]) for name in names})
+
+    def per_pair(self, name: str) -> pd.Series:
+        """Column ``name`` of each pair's first row (a pair has one recipient, hence one domain)."""
+        return _take(self.source[name], self.positions[self.first_row])
+
+    def stamp(self, frame: pd.DataFrame) -> pd.DataFrame:
+        frame.attrs.update(start=_or_none(self.start), end=_or_none(self.end))
+        return frame
+
+
+def _take(series: pd.Series, positions: np.ndarray) -> pd.Series:
+    if len(positions) == len(series) and (positions == np.arange(len(series))).all():  # every row, in order
+        return series.reset_index(drop=True)
+    return series.iloc[positions].reset_index(drop=True)
+
+
+def _check(tagged: Any, needed: tuple[str, ...]) -> None:
+    if not isinstance(tagged, pd.DataFrame):
+        raise TypeError(f"expected the tagged events DataFrame, got {type(tagged).__name__}")
+    missing = [c for c in dict.fromkeys((*_REQUIRED, *needed)) if c not in tagged.columns]
+    if not missing:
+        return
+    tags = [c for c in missing if c in TAG_COLUMNS]
+    text = f"the events table lacks column(s) {', '.join(missing)}"
+    if tags:
+        text += f"; {', '.join(tags)} come from tagging: run analysis.tag(events) first"
+    if len(tags) < len(missing):
+        text += "; the other columns come from analysis.load_trace()"
+    raise ValueError(text)
+
+
+def _prepare(tagged: pd.DataFrame, direction: str | None, needed: tuple[str, ...] = ()) -> _Trace:
+    _check(tagged, needed)
+    if direction is not None and direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r}: expected one of {', '.join(DIRECTIONS)} or None")
+    ns = _ns(tagged["timestamp"])
+    dated = ns[ns != _NAT]
+    start, end = (_stamp(dated.min()), _stamp(dated.max())) if len(dated) else (pd.NaT, pd.NaT)
+    chosen = np.arange(len(tagged)) if direction is None else np.flatnonzero(
+        tagged["direction"].isin([direction]).to_numpy(dtype=bool))
+    trace_codes, traces = _codes(tagged["trace_id"])
+    message = trace_codes[chosen]
+    untraced = np.flatnonzero(message < 0)
+    by_message_id = pd.factorize(_take(tagged["message_id"], chosen[untraced]))[0]
+    message[untraced] = np.where(by_message_id < 0, -1, len(traces) + by_message_id)
+    recipient = _codes(tagged["recipient"])[0][chosen]
+    pair = pd.factorize((message + 1) * (int(recipient.max(initial=0)) + 2) + (recipient + 1))[0]
+    n_pairs = int(pair.max()) + 1 if len(pair) else 0
+    first_seen = _group_min(pair, ns[chosen], n_pairs)
+    pair_message = np.zeros(n_pairs, dtype=np.int64)
+    pair_message[pair] = np.where(message < 0, 2 * len(tagged) + pair, message)  # equal within a pair
+    summary = _take(tagged["source_format"], chosen).isin(SUMMARY_FORMATS).to_numpy(dtype=bool)
+    detailed = np.bincount(pair[~summary], minlength=n_pairs) > 0
+    keep = ~summary | ~detailed[pair]
+    pair, summary = pair[keep], summary[keep]
+    first_row = np.full(n_pairs, len(pair), dtype=np.int64)
+    np.minimum.at(first_row, pair, np.arange(len(pair)))
+    return _Trace(tagged, chosen[keep], pair, summary, n_pairs, first_row, pair_message, first_seen, start, end)
+
+
+def _kinds(t: _Trace) -> np.ndarray:
+    codes, labels = t.codes("event")
+    index = {name: i for i, name in enumerate(labels)}
+    lookup = np.full(len(labels) + 1, _OTHER, dtype=np.int8)  # the extra slot: NA (code -1)
+    for names, kind in ((("defer",), _DEFER), (("deliver", "send"), _DELIVERED), (("fail", "drop"), _FAILED)):
+        lookup[[index[n] for n in names if n in index]] = kind
+    kind = lookup[codes]
+    failed = np.flatnonzero(kind == _FAILED)
+    if len(failed):
+        sub = t.at(failed, "enhanced_code", "reply")
+        expired = sub["enhanced_code"].isin(EXPIRY_CODES).to_numpy(dtype=bool) | _matches(sub["reply"], EXPIRY_PATTERN)
+        kind[failed[expired]] = _EXPIRED
+    return kind
+
+
+def _matches(values: pd.Series, pattern: str) -> np.ndarray:
+    """Whether each value matches the RE2 ``pattern`` (False for NA), computed on unique values."""
+    def match(uniques: pd.Series) -> pd.Series:
+        found = pc.fill_null(pc.match_substring_regex(to_arrow(uniques), pattern), False)
+        return pd.Series(pd.array(found.to_numpy(zero_copy_only=False), dtype="boolean"))
+    return map_unique(values, match).fillna(False).to_numpy(dtype=bool)
+
+
+# ---------------------------------------------------------------- small whole-column helpers
+
+_NAT = np.iinfo(np.int64).min
+_NEVER = np.iinfo(np.int64).max
+# factorized Arrow-backed columns: id(arrow array) -> (weak reference to it, codes, labels), oldest first
+_FACTORIZED: dict[int, tuple[weakref.ref, np.ndarray, pd.Index]] = {}
+_FACTORIZED_KEEP = 8
+_FACTORIZED_LOCK = threading.RLock()
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    if value is None or pd.isna(value):
+        return pd.NaT
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _or_none(value: pd.Timestamp) -> pd.Timestamp | None:
+    return None if pd.isna(value) else value
+
+
+def _ns(stamps: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (NaT: the smallest int64, so undated rows sort first)."""
+    return stamps.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _stamp(ns: int) -> pd.Timestamp:
+    return pd.Timestamp(int(ns), unit="ns", tz="UTC")
+
+
+def _stamps(ns: np.ndarray) -> pd.Series:
+    """UTC timestamps from ns since the epoch (the smallest int64: NaT)."""
+    return pd.Series(pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC"))
+
+
+def _minutes(ns: np.ndarray) -> np.ndarray:
+    """A duration in ns as minutes (NaN where either end was NaT, marked by a negative value)."""
+    return np.where(ns >= 0, ns / 60e9, np.nan)
+
+
+def _elapsed(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+    """``later - earlier`` in ns, -1 where either is NaT."""
+    known = (later != _NAT) & (earlier != _NAT)
+    return np.where(known, later - np.where(known, earlier, 0), -1)
+
+
+def _group_min(groups: np.ndarray, ns: np.ndarray, n_groups: int) -> np.ndarray:
+    """Earliest dated ns per group (NaT when none)."""
+    out = np.full(n_groups, _NEVER, dtype=np.int64)
+    np.minimum.at(out, groups, np.where(ns == _NAT, _NEVER, ns))
+    out[out == _NEVER] = _NAT
+    return out
+
+
+def _group_max(groups: np.ndarray, ns: np.ndarray, n_groups: int) -> np.ndarray:
+    """Latest dated ns per group (NaT when none)."""
+    out = np.full(n_groups, _NAT, dtype=np.int64)
+    np.maximum.at(out, groups, ns)
+    return out
+
+
+def _order(groups: np.ndarray, ns: np.ndarray) -> np.ndarray:
+    """The permutation sorting rows by group, then time (undated first), then input order; cheap when the
+    rows are already in that order or in time order."""
+    if len(groups) < 2:
+        return np.arange(len(groups))
+    later_group = groups[1:] > groups[:-1]
+    if (later_group | ((groups[1:] == groups[:-1]) & (ns[1:] >= ns[:-1]))).all():
+        return np.arange(len(groups))
+    if (ns[1:] >= ns[:-1]).all():
+        return np.argsort(groups, kind="stable")
+    return np.lexsort((ns, groups))
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (-1 for NA) and their labels: a categorical's categories, else the values in order of first
+    appearance. An Arrow-backed column is factorized once while its (immutable) Arrow array lives: the result is
+    cached under the array's identity, checked through a weak reference, and its codes are read-only."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(dtype=np.int64), pd.Index(values.cat.categories)
+    dtype = values.dtype
+    arrow = values.array.__arrow_array__() if isinstance(dtype, pd.ArrowDtype) or (
+        isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow") else None
+    with _FACTORIZED_LOCK:
+        hit = _FACTORIZED.get(id(arrow)) if arrow is not None else None
+    if hit is not None and hit[0]() is arrow:
+        return hit[1], hit[2]
+    codes, uniques = pd.factorize(values)
+    codes = codes.astype(np.int64)
+    codes.flags.writeable = False
+    if arrow is not None:
+        key = id(arrow)
+
+        def forget(ref: weakref.ref, key: int = key) -> None:
+            with _FACTORIZED_LOCK:
+                if _FACTORIZED.get(key, (None,))[0] is ref:
+                    del _FACTORIZED[key]
+        with _FACTORIZED_LOCK:
+            _FACTORIZED[key] = (weakref.ref(arrow, forget), codes, pd.Index(uniques))
+            while len(_FACTORIZED) > _FACTORIZED_KEEP:
+                _FACTORIZED.pop(next(iter(_FACTORIZED)), None)
+    return codes, pd.Index(uniques)
+
+
+def _label(codes: np.ndarray, labels: pd.Index | tuple) -> np.ndarray:
+    """The label of each code (None for -1)."""
+    out = np.full(len(codes), None, dtype=object)
+    known = codes >= 0
+    out[known] = np.asarray(labels, dtype=object)[codes[known]]
+    return out
+
+
+def _with_na_label(codes: np.ndarray, labels: pd.Index, na_label: str) -> tuple[np.ndarray, pd.Index]:
+    """Codes where NA (-1) becomes one more label, ``na_label``."""
+    if not (codes < 0).any():
+        return codes, labels
+    return np.where(codes < 0, len(labels), codes), pd.Index([*map(str, labels), na_label], dtype=object)
+
+
+def _cause_positions(labels: pd.Index) -> np.ndarray:
+    """For codes of ``labels`` (and -1 last): their index in CAUSES; a label outside the taxonomy is unknown."""
+    known = [CAUSES.index(c) if c in CAUSES else CAUSES.index("unknown") for c in labels]
+    return np.array([*known, -1], dtype=np.int64)
+
+
+def _cause_categorical(codes: np.ndarray) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, categories=CAUSES)
+
+
+def _mode(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Most frequent code per group (ties: the lower code; -1 when none) and how often it occurs."""
+    mode, count = np.full(n_groups, -1, dtype=np.int64), np.zeros(n_groups, dtype=np.int64)
+    ok = (groups >= 0) & (codes >= 0)
+    if not ok.any():
+        return mode, count
+    width = int(codes[ok].max()) + 1
+    counts = pd.Series(groups[ok] * width + codes[ok]).value_counts(sort=False)
+    key, n = counts.index.to_numpy(), counts.to_numpy()
+    group, code = key // width, key % width
+    order = np.lexsort((code, -n, group))
+    first = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+    mode[group[first]], count[group[first]] = code[first], n[first]
+    return mode, count
+
+
+def _distinct(groups: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (group, code) combinations with a code (>= 0), in order of first appearance."""
+    ok = codes >= 0
+    width = int(codes[ok].max()) + 1 if ok.any() else 1
+    keys = pd.unique(groups[ok] * width + codes[ok])
+    return keys // width, keys % width
+
+
+def _nunique(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Number of distinct codes (>= 0) per group."""
+    return np.bincount(_distinct(groups, codes)[0], minlength=n_groups)
+
+
+def _join_in_order(groups: np.ndarray, codes: np.ndarray, labels: Any, n_groups: int, sep: str) -> pd.Series:
+    """Per group, the labels of its distinct codes in the order the rows come, joined with ``sep`` (NA: none)."""
+    group, code = _distinct(groups, codes)
+    if (group[1:] < group[:-1]).any():
+        keep = np.argsort(group, kind="stable")  # groups together, each in order of first appearance
+        group, code = group[keep], code[keep]
+    text = _arrow_strings(labels).take(pa.array(code, type=pa.int64()))
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.zeros(0, dtype=np.int64)
+    offsets = pa.array(np.r_[starts, len(group)], type=pa.int32())
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, text), pa.scalar(sep, type=text.type))
+    slot = np.full(n_groups, -1, dtype=np.int64)
+    slot[group[starts]] = np.arange(len(starts))
+    return pd.Series(pd.array(joined.take(pa.array(slot, mask=slot < 0)), dtype=STRING))
+
+
+def _arrow_strings(labels: Any) -> pa.Array:
+    """Labels (an Index, a sequence) as an Arrow string array, without copying Arrow-backed ones."""
+    if isinstance(labels, pd.Index) and isinstance(labels.dtype, pd.StringDtype | pd.ArrowDtype):
+        arrow = labels.array.__arrow_array__()
+        return arrow.combine_chunks() if isinstance(arrow, pa.ChunkedArray) else arrow
+    return pa.array(np.asarray(labels, dtype=object), type=pa.string())
+
+
+def _top_labels(groups: np.ndarray, codes: np.ndarray, labels: pd.Index, n_groups: int, top: int = 3) -> pd.Series:
+    """Per group, its ``top`` most frequent labels as ``"a.com (12), b.com (3)"``."""
+    ok = (groups >= 0) & (codes >= 0)
+    counts = pd.DataFrame({"g": groups[ok], "c": codes[ok]}).value_counts(sort=False).reset_index(name="n")
+    counts = counts.sort_values(["g", "n", "c"], ascending=[True, False, True], kind="stable")
+    counts = counts[counts.groupby("g").cumcount().to_numpy() < top].reset_index(drop=True)
+    text = [f"{name} ({n})" for name, n in zip(_label(counts["c"].to_numpy(), labels), counts["n"], strict=True)]
+    return _join_in_order(counts["g"].to_numpy(), np.arange(len(counts)), text, n_groups, ", ")
+
+
+# ---------------------------------------------------------------- per message+recipient
+
+@dataclass
+class _Pairs:
+    """Per pair: outcome (index in OUTCOMES), deferrals, and times in ns (NaT: the smallest int64)."""
+
+    outcome: np.ndarray
+    deferrals: np.ndarray
+    first_seen: np.ndarray
+    first_deferral: np.ndarray
+    last_deferral: np.ndarray
+    outcome_at: np.ndarray
+    to_outcome: np.ndarray  # ns from first seen to outcome, -1 when unknown
+
+
+def _pair_outcomes(t: _Trace) -> _Pairs:
+    n, pair, kind, ns = t.n_pairs, t.pair, t.kind, t.ns()
+    defer = kind == _DEFER
+    status_codes, status_labels = _codes(t.per_pair("status"))
+    by_status = np.array([_STATUS_OUTCOME.get(str(s), _OTHER_OUTCOME) for s in status_labels] + [_OTHER_OUTCOME])
+    outcome = by_status[status_codes]
+    deferrals = np.bincount(pair[defer], minlength=n)
+    outcome[deferrals > 0] = _PENDING
+    # each pair's latest final event (undated ones count as earliest; ties: the last in the input)
+    final = np.flatnonzero(kind >= _DELIVERED)
+    latest_time = _group_max(pair[final], ns[final], n)
+    candidates = final[ns[final] == latest_time[pair[final]]]
+    latest = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(latest, pair[candidates], candidates)
+    ended = latest >= 0
+    outcome[ended] = _KIND_OUTCOME[kind[latest[ended]]]
+    outcome_at = np.full(n, _NAT, dtype=np.int64)
+    rows = latest[ended]
+    outcome_at[ended] = np.where(t.summary[rows], _NAT, ns[rows])
+    return _Pairs(outcome, deferrals, t.first_seen, _group_min(pair[defer], ns[defer], n),
+                  _group_max(pair[defer], ns[defer], n), outcome_at, _elapsed(outcome_at, t.first_seen))
+
+
+def message_timelines(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
+    """One row per message+recipient: its retries, what it ran into and how it ended.
+
+    Columns: message (trace id, else message id), trace_id, message_id, recipient, recipient_domain, sender,
+    subject, first_seen, first_deferral, deferrals, attempts (deferrals plus the final delivery or rejection;
+    an expiry is no attempt), mean_retry_minutes (mean gap between dated attempts), outcome (see OUTCOMES),
+    outcome_at, to_outcome_minutes (first seen to outcome), causes (distinct causes of its deferrals and
+    failures, in order), final_cause, last_reply, remote_hosts, remote_ips (recipient side, in order tried),
+    exo_hosts, exo_ips (Exchange Online servers and source IPs used). Identity columns come from the first row
+    of each message+recipient. Sorted by first seen.
+    """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return engine.message_timelines(tagged, direction=direction)
+
+    t = _prepare(tagged, direction, ("sender", "subject", "remote_host", "remote_ip", "exo_host", "exo_ip"))
+    pairs = _pair_outcomes(t)
+    n = t.n_pairs
+    order = _order(t.pair, t.ns())
+    pair, kind, ns, cause = t.pair[order], t.kind[order], t.ns()[order], t.causes()[order]
+    attempt = np.isin(kind, (_DEFER, _DELIVERED, _FAILED))
+    dated = attempt & ~t.summary[order] & (ns != _NAT)
+    n_dated = np.bincount(pair[dated], minlength=n)
+    span = _elapsed(_group_max(pair[dated], ns[dated], n), _group_min(pair[dated], ns[dated], n))
+    refused = np.isin(kind, (_DEFER, _FAILED, _EXPIRED))
+    last_refusal = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(last_refusal, pair[refused], np.flatnonzero(refused))
+    has_refusal = last_refusal >= 0
+    last_reply = pd.Series(pd.NA, index=range(n), dtype=STRING)
+    last_reply[has_refusal] = t.at(order[last_refusal[has_refusal]], "reply")["reply"].astype(STRING).to_numpy()
+    trace_id, message_id = t.per_pair("trace_id").astype(STRING), t.per_pair("message_id").astype(STRING)
+
+    def in_order(column: str) -> pd.Series:
+        codes, labels = t.codes(column)
+        return _join_in_order(pair, codes[order], labels, n, ", ")
+
+    out = pd.DataFrame({
+        "message": trace_id.fillna(message_id),
+        "trace_id": trace_id,
+        "message_id": message_id,
+        "recipient": t.per_pair("recipient").astype(STRING),
+        "recipient_domain": t.per_pair("recipient_domain").astype(STRING),
+        "sender": t.per_pair("sender").astype(STRING),
+        "subject": t.per_pair("subject").astype(STRING),
+        "first_seen": _stamps(pairs.first_seen),
+        "first_deferral": _stamps(pairs.first_deferral),
+        "deferrals": pairs.deferrals,
+        "attempts": np.bincount(pair[attempt], minlength=n),
+        "mean_retry_minutes": _minutes(span) / np.where(n_dated > 1, n_dated - 1, np.nan),
+        "outcome": pd.Categorical.from_codes(pairs.outcome, categories=OUTCOMES),
+        "outcome_at": _stamps(pairs.outcome_at),
+        "to_outcome_minutes": _minutes(pairs.to_outcome),
+        "causes": _join_in_order(pair[refused], cause[refused], CAUSES, n, _ARROW),
+        "final_cause": _cause_categorical(np.where(has_refusal, cause[np.maximum(last_refusal, 0)], -1)),
+        "last_reply": last_reply,
+        "remote_hosts": in_order("remote_host"),
+        "remote_ips": in_order("remote_ip"),
+        "exo_hosts": in_order("exo_host"),
+        "exo_ips": in_order("exo_ip"),
+    })
+    sort = np.lexsort((out["recipient"].to_numpy(dtype=object, na_value=""),
+                       np.where(pairs.first_seen == _NAT, _NEVER, pairs.first_seen)))
+    return t.stamp(out.iloc[sort].reset_index(drop=True))
+
+
+def retry_intervals(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
+    """One row per retry: the gap between two consecutive dated delivery attempts of a message+recipient.
+
+    Columns: message, recipient, recipient_domain, at (the retry), interval_minutes, cause (of the attempt that
+    was retried, i.e. the deferral before the gap). Sorted by message+recipient, then time.
+    """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return engine.retry_intervals(tagged, direction=direction)
+
+    t = _prepare(tagged, direction)
+    ns = t.ns()
+    dated = np.flatnonzero(np.isin(t.kind, (_DEFER, _DELIVERED, _FAILED)) & ~t.summary & (ns != _NAT))
+    dated = dated[_order(t.pair[dated], ns[dated])]
+    pair, stamp, cause = t.pair[dated], ns[dated], t.causes()[dated]
+    retry = np.flatnonzero(pair[1:] == pair[:-1]) + 1
+    rows = t.at(dated[retry], "trace_id", "message_id", "recipient", "recipient_domain")
+    out = pd.DataFrame({
+        "message": rows["trace_id"].fillna(rows["message_id"]).astype(STRING),
+        "recipient": rows["recipient"].astype(STRING),
+        "recipient_domain": rows["recipient_domain"].astype(STRING),
+        "at": _stamps(stamp[retry]),
+        "interval_minutes": (stamp[retry] - stamp[retry - 1]) / 60e9,
+        "cause": _cause_categorical(cause[retry - 1]),
+    })
+    return t.stamp(out)
+
+
+def message_journey(tagged: pd.DataFrame, trace_id_or_message_id: str, recipient: str | None = None) -> pd.DataFrame:
+    """Every event of one message (any direction), oldest first, with ``elapsed_minutes`` since it was first seen.
+
+    ``trace_id_or_message_id``: a MessageTraceId / network message id (any case) or a Message-ID (with or without
+    angle brackets); ``recipient`` narrows it to one recipient. Summary-export rows are left out when the message
+    has event-level rows. No such message: an empty table with the same columns. ``attrs``: message, start, end.
+    """
+    if is_dask(tagged):  # a Dask DataFrame or a store: its rows are found on the cluster
+        from analysis.backends import rows as dask_rows
+
+        return dask_rows.message_journey(tagged, trace_id_or_message_id, recipient)
+
+    _check(tagged, ())
+    wanted = str(trace_id_or_message_id).strip()
+    t = _prepare(journey_rows(tagged, wanted, recipient), None)
+    ns = t.ns()
+    order = np.lexsort((t.per_pair("recipient").astype(object).fillna("").to_numpy()[t.pair].astype(str), ns))
+    rows = t.at(order, *tagged.columns)
+    first = ns[ns != _NAT].min() if (ns != _NAT).any() else _NAT
+    rows["elapsed_minutes"] = _minutes(_elapsed(ns[order], np.full(len(order), first)))
+    rows.attrs.update(message=wanted, start=_or_none(rows["timestamp"].min()), end=_or_none(rows["timestamp"].max()))
+    return rows
+
+
+def journey_rows(tagged: pd.DataFrame, trace_id_or_message_id: str, recipient: str | None = None) -> pd.DataFrame:
+    """The rows of one message (and recipient) as :func:`message_journey` finds them, in table order."""
+    wanted = str(trace_id_or_message_id).strip()
+    found = tagged["trace_id"].str.lower().eq(wanted.lower()).fillna(False)
+    found |= tagged["message_id"].str.strip("<>").eq(wanted.strip("<>")).fillna(False)
+    if recipient is not None:
+        found &= tagged["recipient"].str.lower().eq(recipient.strip().lower()).fillna(False)
+    return tagged[found.to_numpy(dtype=bool)]
+
+
+# ---------------------------------------------------------------- per domain, gateway, connector
+
+_SORTS = {
+    "impact": (["impact", "recipients", "deferrals"], False),
+    "deferrals": (["deferrals", "impact"], False),
+    "failed": (["failed", "impact"], False),
+    "pending": (["pending", "impact"], False),
+    "recipients": (["recipients", "impact"], False),
+    "max_delay": (["max_delay_minutes", "impact"], False),
+    "first_deferral": (["first_deferral"], True),
+    "name": ([], True),
+}
+
+
+def _dominant_cause(t: _Trace, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of pairs: the cause that hit the most of its deferred or failed pairs, and the share of those
+    pairs it hit (a pair hit by two causes counts for both)."""
+    hit = np.isin(t.kind, (_DEFER, _FAILED, _EXPIRED))
+    pair, cause = _distinct(t.pair[hit], t.causes()[hit])
+    mode, count = _mode(group[pair], cause, n_groups)
+    hit_pairs = np.bincount(group[np.unique(pair)], minlength=n_groups)
+    return mode, np.where(hit_pairs > 0, count / np.maximum(hit_pairs, 1), np.nan)
+
+
+def _group_summary(t: _Trace, pairs: _Pairs, group: np.ndarray, labels: pd.Index, name: str,
+                   sort: str) -> pd.DataFrame:
+    """Per group of pairs (``group``: a code per pair): recipients by outcome, deferrals, delays, dominant cause."""
+    if sort not in _SORTS:
+        raise ValueError(f"sort {sort!r}: expected one of {', '.join(_SORTS)}")
+    k = len(labels)
+    outcome, deferred = pairs.outcome, pairs.deferrals > 0
+    delivered = outcome == OUTCOMES.index("delivered")
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(group[mask], minlength=k)
+
+    timed = delivered & (pairs.to_outcome >= 0)
+    delays = pd.Series(pairs.to_outcome[timed] / 60e9).groupby(group[timed]).agg(["mean", "median", "max"])
+    cause, share = _dominant_cause(t, group, k)
+    defer = t.kind == _DEFER
+    defer_group, defer_ns = group[t.pair[defer]], t.ns()[defer]
+    failed = count(np.isin(outcome, (OUTCOMES.index("failed"), OUTCOMES.index("expired"))))
+    pending = count(outcome == _PENDING)
+    late = count(delivered & deferred)
+    out = pd.DataFrame({
+        name: pd.array(np.asarray(labels, dtype=object), dtype=STRING),
+        "impact": IMPACT_WEIGHTS["failed"] * failed + IMPACT_WEIGHTS["pending"] * pending
+        + IMPACT_WEIGHTS["delivered_after_deferral"] * late,
+        "messages": _nunique(group, t.pair_message, k),
+        "recipients": np.bincount(group, minlength=k),
+        "delivered_first_time": count(delivered & ~deferred),
+        "delivered_after_deferral": late,
+        "pending": pending,
+        "failed": failed,
+        "expired": count(outcome == OUTCOMES.index("expired")),
+        "other": count(outcome == _OTHER_OUTCOME),
+        "deferrals": np.bincount(group, weights=pairs.deferrals, minlength=k).astype(np.int64),
+        "mean_delay_minutes": delays["mean"].reindex(range(k)).to_numpy(),
+        "median_delay_minutes": delays["median"].reindex(range(k)).to_numpy(),
+        "max_delay_minutes": delays["max"].reindex(range(k)).to_numpy(),
+        "dominant_cause": _cause_categorical(cause),
+        "dominant_cause_share": share,
+        "first_deferral": _stamps(_group_min(defer_group, defer_ns, k)),
+        "last_deferral": _stamps(_group_max(defer_group, defer_ns, k)),
+    })
+    keys, ascending = _SORTS[sort]
+    out = out[out["recipients"].to_numpy() > 0]
+    return out.sort_values([*keys, name], ascending=[ascending] * len(keys) + [True], na_position="last",
+                           kind="stable", ignore_index=True)
+
+
+def _domains(t: _Trace) -> tuple[np.ndarray, pd.Index]:
+    """Per pair, its recipient domain's code, and the labels (a missing domain is "(no domain)")."""
+    codes, labels = t.codes("recipient_domain")
+    return _with_na_label(codes[t.first_row], labels, "(no domain)")
+
+
+def summarize_domains(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound"
+                      ) -> pd.DataFrame:
+    """One row per recipient domain: delivery outcomes, deferrals, delays, dominant cause and gateway.
+
+    Columns: recipient_domain, impact, messages, recipients (message+recipient pairs), delivered_first_time,
+    delivered_after_deferral, pending, failed (expired included), expired, other (no delivery seen),
+    deferrals (deferral events), mean/median/max_delay_minutes (first seen to delivered, over delivered
+    recipients with a known delivery time), dominant_cause (the cause that hit most of the domain's deferred or
+    failed recipients) and dominant_cause_share (the share of those it hit), first_deferral, last_deferral,
+    gateway (most frequent recipient gateway).
+
+    ``impact`` = 3 x failed + 2 x pending + 1 x delivered after deferral (:data:`IMPACT_WEIGHTS`): who never got
+    the mail weighs most, who still waits next, who got it late least. ``sort``: impact (default; ties by
+    recipients, deferrals), deferrals, failed, pending, recipients, max_delay, first_deferral or name.
+    """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return engine.summarize_domains(tagged, sort=sort, direction=direction)
+
+    t = _prepare(tagged, direction, ("gateway",))
+    group, labels = _domains(t)
+    out = _group_summary(t, _pair_outcomes(t), group, labels, "recipient_domain", sort)
+    codes, gateways = t.codes("gateway")
+    gateway = pd.Series(_label(_mode(group[t.pair], codes, len(labels))[0], gateways),
+                        index=pd.Index(labels, dtype=object))
+    out["gateway"] = pd.array(gateway.reindex(out["recipient_domain"].to_numpy(dtype=object)).to_numpy(),
+                              dtype=STRING)
+    return t.stamp(out)
+
+
+def _breakdown(tagged: pd.DataFrame, column: str, na_label: str, sort: str, direction: str | None) -> pd.DataFrame:
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return getattr(engine, f"by_{column}")(tagged, sort=sort, direction=direction)
+
+    t = _prepare(tagged, direction, (column,))
+    codes, labels = t.codes(column)
+    group, labels = _with_na_label(_mode(t.pair, codes, t.n_pairs)[0], labels, na_label)
+    out = _group_summary(t, _pair_outcomes(t), group, labels, column, sort)
+    domains = pd.Series(_nunique(group, _domains(t)[0], len(labels)), index=pd.Index(labels, dtype=object))
+    out.insert(2, "domains", domains.reindex(out[column].to_numpy(dtype=object)).to_numpy())
+    return t.stamp(out)
+
+
+def by_gateway(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
+    """The domain summary per recipient gateway vendor, plus ``domains``: each message+recipient counts under its
+    most frequent gateway ("(not identified)" when none was recognized)."""
+    return _breakdown(tagged, "gateway", "(not identified)", sort, direction)
+
+
+def by_connector(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
+    """The domain summary per outbound connector, plus ``domains`` ("(none)" when the export names no connector)."""
+    return _breakdown(tagged, "connector", "(none)", sort, direction)
+
+
+def summarize_causes(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
+    """One row per cause seen on deferrals and failures, most recipients first.
+
+    Columns: cause, events (deferrals + failures), deferrals, failures (expiries included), recipients and
+    messages affected, domains, share (of all deferral and failure events), top_domains (three, with counts).
+    """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return engine.summarize_causes(tagged, direction=direction)
+
+    t = _prepare(tagged, direction)
+    cause = t.causes()
+    chosen = np.isin(t.kind, (_DEFER, _FAILED, _EXPIRED)) & (cause >= 0)
+    group, pair, kind = cause[chosen], t.pair[chosen], t.kind[chosen]
+    domain, domain_labels = _domains(t)
+    k = len(CAUSES)
+    events = np.bincount(group, minlength=k)
+    out = pd.DataFrame({
+        "cause": _cause_categorical(np.arange(k)),
+        "events": events,
+        "deferrals": np.bincount(group[kind == _DEFER], minlength=k),
+        "failures": np.bincount(group[kind != _DEFER], minlength=k),
+        "recipients": _nunique(group, pair, k),
+        "messages": _nunique(group, t.pair_message[pair], k),
+        "domains": _nunique(group, domain[pair], k),
+        "share": events / max(int(events.sum()), 1),
+        "top_domains": _top_labels(group, domain[pair], domain_labels, k),
+    })
+    out = out[events > 0].sort_values(["recipients", "events"], ascending=False, kind="stable", ignore_index=True)
+    return t.stamp(out)
+
+
+def headline(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> dict[str, Any]:
+    """The numbers for a first screen: messages, recipients, deferred (recipients), deferrals (events), delivered,
+    delivered_after_deferral, failed, expired, pending, domains, worst_domain (by impact) and its impact,
+    dominant_cause and the share of deferred or failed recipients it hit, and the trace's start and end (UTC)."""
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return engine.headline(tagged, direction=direction)
+
+    t = _prepare(tagged, direction)
+    pairs = _pair_outcomes(t)
+    group, labels = _domains(t)
+    domains = _group_summary(t, pairs, group, labels, "recipient_domain", "impact")
+    outcome, deferred = pairs.outcome, pairs.deferrals > 0
+    cause, share = _dominant_cause(t, np.zeros(t.n_pairs, dtype=np.int64), 1)
+    worst = domains.iloc[0] if len(domains) and domains["impact"].iloc[0] > 0 else None
+    delivered = outcome == OUTCOMES.index("delivered")
+    return {
+        "messages": len(np.unique(t.pair_message)),
+        "recipients": t.n_pairs,
+        "deferred": int(deferred.sum()),
+        "deferrals": int(pairs.deferrals.sum()),
+        "delivered": int(delivered.sum()),
+        "delivered_after_deferral": int((delivered & deferred).sum()),
+        "failed": int(np.isin(outcome, (OUTCOMES.index("failed"), OUTCOMES.index("expired"))).sum()),
+        "expired": int((outcome == OUTCOMES.index("expired")).sum()),
+        "pending": int((outcome == _PENDING).sum()),
+        "domains": len(domains),
+        "worst_domain": None if worst is None else str(worst["recipient_domain"]),
+        "worst_domain_impact": 0 if worst is None else int(worst["impact"]),
+        "dominant_cause": None if cause[0] < 0 else CAUSES[cause[0]],
+        "dominant_cause_share": None if cause[0] < 0 else float(share[0]),
+        "start": _or_none(t.start),
+        "end": _or_none(t.end),
+    }
+
+
+# ---------------------------------------------------------------- queue ages (qshape)
+
+def queue_ages(tagged: pd.DataFrame, now: Any = None, *, rollup_parent: bool = False, min_subdomains: int = 5,
+               direction: str | None = "outbound") -> pd.DataFrame:
+    """qshape for Exchange Online: message+recipients still pending at ``now``, by recipient domain and age.
+
+    A pair is pending at ``now`` (default: the trace's last timestamp; naive times are UTC) when it was deferred
+    at or before ``now`` and had no final event (delivered, failed, expired) by then; its age is ``now`` minus its
+    first deferral. Columns are qshape's: ``T`` (the row total), then ``5``, ``10``, ... ``1280`` holding ages in
+    [0, 5), [5, 10), ... [640, 1280) minutes (named by the exclusive upper limit, each twice the previous) and
+    ``1280+`` for 1280 minutes (about 21 h) or more. The first row is ``TOTAL``; domains follow by total, then
+    name length and name, as qshape sorts them. ``rollup_parent=True`` adds qshape -p rows: ``.parent`` (such as
+    ``.example.com``; never a top-level domain) summing its proper subdomains, shown when it has at least
+    ``min_subdomains`` of them (qshape -m). Nothing pending: only the TOTAL row, all zero. ``attrs["now"]``:
+    the reference time.
+    """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return engine.queue_ages(tagged, now, rollup_parent=rollup_parent, min_subdomains=min_subdomains,
+                                 direction=direction)
+
+    t = _prepare(tagged, direction)
+    now = t.end if now is None else _utc(now)
+    counts = pd.DataFrame(np.zeros((0, len(AGE_BUCKETS)), dtype=np.int64), columns=list(AGE_BUCKETS),
+                          index=pd.Index([], dtype=object))
+    if not pd.isna(now) and t.n_pairs:
+        ns, n = t.ns(), t.n_pairs
+        known = (ns != _NAT) & (ns <= now.value)
+        defer, final = known & (t.kind == _DEFER), known & (t.kind >= _DELIVERED)
+        pending = (np.bincount(t.pair[defer], minlength=n) > 0) & (np.bincount(t.pair[final], minlength=n) == 0)
+        age = now.value - _group_min(t.pair[defer], ns[defer], n)[pending]
+        bucket = np.searchsorted(np.array(AGE_LIMITS_MINUTES, dtype=np.int64) * 60_000_000_000, age, side="right")
+        group, labels = _domains(t)
+        k, b = len(labels), len(AGE_BUCKETS)
+        matrix = np.bincount(group[pending] * b + bucket, minlength=k * b).reshape(k, b)
+        counts = pd.DataFrame(matrix, index=pd.Index(labels, dtype=object), columns=list(AGE_BUCKETS))
+        counts = counts[counts.sum(axis=1).to_numpy() > 0]
+    out = queue_table(counts, rollup_parent, min_subdomains)
+    t.stamp(out)
+    out.attrs["now"] = _or_none(now)
+    return out
+
+
+def queue_table(counts: pd.DataFrame, rollup_parent: bool, min_subdomains: int) -> pd.DataFrame:
+    """The queue_ages table from per-domain bucket counts: TOTAL first, parents optional, biggest first, T column."""
+    total = pd.DataFrame([counts.sum(axis=0).to_numpy()], index=["TOTAL"], columns=list(AGE_BUCKETS))
+    if rollup_parent:
+        counts = pd.concat([counts, _parents(counts, min_subdomains)])
+    totals = counts.sum(axis=1)
+    order = pd.DataFrame({"t": totals.to_numpy(), "len": totals.index.str.len(), "name": totals.index})
+    counts = counts.iloc[order.sort_values(["t", "len", "name"], ascending=[False, True, True]).index.to_numpy()]
+    out = pd.concat([total, counts]).astype(np.int64)
+    out.insert(0, "T", out.sum(axis=1))
+    out.index.name, out.columns.name = "recipient_domain", "age_minutes"
+    return out
+
+
+def _parents(counts: pd.DataFrame, min_subdomains: int) -> pd.DataFrame:
+    """qshape -p rows: ``.parent`` summing every proper subdomain of ``parent`` (top-level domains excluded)."""
+    links = [(domain, "." + ".".join(labels[depth:]))
+             for domain in counts.index for labels in [str(domain).strip(".").split(".")]
+             for depth in range(1, len(labels) - 1)]
+    if not links:
+        return counts.iloc[:0]
+    link = pd.DataFrame(links, columns=["domain", "parent"])
+    rolled = counts.loc[link["domain"]].groupby(link["parent"].to_numpy()).sum()
+    enough = link.groupby("parent")["domain"].nunique() >= min_subdomains
+    return rolled[enough.reindex(rolled.index).to_numpy(dtype=bool)]
+
+
+# ---------------------------------------------------------------- replies (pflogsumm's deferral detail)
+
+def normalize_replies(replies: pd.Series) -> pd.Series:
+    """Replies with what varies between otherwise equal replies replaced by placeholders (unique values only).
+
+    Multi-line replies are joined; GUIDs become ``<guid>``, addresses ``<address>``, dates and times ``<time>``,
+    Exchange Online server names (``*.prod.outlook.com``, ``*.prod.protection.outlook.com``) ``<exo-server>``,
+    IPv4/IPv6 addresses (with a port) ``<ip>``, Gmail session ids ``<id> - gsmtp``, numbers in brackets
+    ``[<n>]``, numbers of six or more digits and hex or letter-digit ids ``<id>``; white space collapses.
+    """
+    def normalize(uniques: pd.Series) -> pd.Series:
+        text = to_arrow(uniques)
+        for pattern, placeholder in _REPLY_NOISE:
+            text = pc.replace_substring_regex(text, pattern, placeholder)
+        return pd.Series(pd.array(pc.utf8_trim_whitespace(text), dtype=STRING))
+    return map_unique(pd.Series(replies, dtype=STRING), normalize).astype(STRING)
+
+
+def top_replies(tagged: pd.DataFrame, n: int = 20, *, direction: str | None = "outbound") -> pd.DataFrame:
+    """The ``n`` most frequent deferral and failure replies, grouped by cause and normalized text.
+
+    pflogsumm's "message deferral detail" nested as {cause} -> {normalized reply} (see :func:`normalize_replies`).
+    Columns: reply (normalized), cause, events, deferrals, failures, messages, recipients, domains,
+    top_domains (three, with counts), example (one original reply), first_seen, last_seen. Most events first.
+    """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return engine.top_replies(tagged, n, direction=direction)
+
+    t = _prepare(tagged, direction)
+    chosen = np.flatnonzero(np.isin(t.kind, (_DEFER, _FAILED, _EXPIRED)) & t.notna("reply"))
+    replies = t.at(chosen, "reply")["reply"]
+    text_codes, texts = pd.factorize(normalize_replies(replies))
+    width = len(CAUSES) + 1
+    group, keys = pd.factorize(text_codes * width + (t.causes()[chosen] + 1))
+    events = np.bincount(group, minlength=len(keys))
+    text_of = _label(keys // width, texts)
+    top = np.lexsort((text_of.astype(str), -events))[:max(n, 0)]
+    rank = np.full(len(keys), -1, dtype=np.int64)
+    rank[top] = np.arange(len(top))
+    g = rank[group]
+    inside = g >= 0
+    rows, g, k = chosen[inside], g[inside], len(top)
+    pair, kind, ns = t.pair[rows], t.kind[rows], t.ns()[rows]
+    domain, domain_labels = _domains(t)
+    first_reply = np.full(k, len(chosen), dtype=np.int64)
+    np.minimum.at(first_reply, g, np.flatnonzero(inside))
+    out = pd.DataFrame({
+        "reply": pd.array(text_of[top], dtype=STRING),
+        "cause": _cause_categorical(keys[top] % width - 1),
+        "events": np.bincount(g, minlength=k),
+        "deferrals": np.bincount(g[kind == _DEFER], minlength=k),
+        "failures": np.bincount(g[kind != _DEFER], minlength=k),
+        "messages": _nunique(g, t.pair_message[pair], k),
+        "recipients": _nunique(g, pair, k),
+        "domains": _nunique(g, domain[pair], k),
+        "top_domains": _top_labels(g, domain[pair], domain_labels, k),
+        "example": replies.iloc[first_reply].astype(STRING).reset_index(drop=True),
+        "first_seen": _stamps(_group_min(g, ns, k)),
+        "last_seen": _stamps(_group_max(g, ns, k)),
+    })
+    return t.stamp(out)
+
+
+# ---------------------------------------------------------------- trends and breakdowns
+
+def deferrals_by_hour(tagged: pd.DataFrame, *, freq: str = "1h", direction: str | None = "outbound"
+                      ) -> pd.DataFrame:
+    """Deferral events per hour (or per ``freq``, e.g. "1D") by cause, over the whole trace span.
+
+    Index ``period``: the start of each period (UTC), every period from the trace's first to its last timestamp,
+    empty ones as 0. Columns: every cause of :data:`analysis.core.schema.CAUSES`, in that order (a deferral without a
+    cause counts as unknown). Undated deferrals are left out. ``attrs["freq"]``: the period as a Timedelta.
+    """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return engine.deferrals_by_hour(tagged, freq=freq, direction=direction)
+
+    step = pd.Timedelta(freq)
+    if step <= pd.Timedelta(0):
+        raise ValueError(f"freq {freq!r}: expected a positive period such as '1h' or '1D'")
+    t = _prepare(tagged, direction)
+    if pd.isna(t.start):
+        index = pd.DatetimeIndex([], tz="UTC", name="period")
+        out = pd.DataFrame(np.zeros((0, len(CAUSES)), dtype=np.int64), index=index, columns=list(CAUSES))
+    else:
+        first = t.start.floor(step)
+        periods = int((t.end.floor(step) - first) // step) + 1
+        ns = t.ns()
+        chosen = (t.kind == _DEFER) & (ns != _NAT)
+        slot = (ns[chosen] - first.value) // step.value
+        cause = t.causes()[chosen]
+        cause[cause < 0] = CAUSES.index("unknown")
+        matrix = np.bincount(slot * len(CAUSES) + cause, minlength=periods * len(CAUSES))
+        index = pd.date_range(first, periods=periods, freq=step, name="period")
+        out = pd.DataFrame(matrix.reshape(periods, len(CAUSES)), index=index, columns=list(CAUSES))
+    out.columns.name = "cause"
+    t.stamp(out)
+    out.attrs["freq"] = step
+    return out
+
+
+def deferral_rate_by_source_range(tagged: pd.DataFrame, endpoints: Any = None, *,
+                                  by: Literal["range", "published"] = "range",
+                                  direction: str | None = "outbound") -> pd.DataFrame:
+    """Delivery attempts and deferrals per Exchange Online source range (or per ``exo_ip_published``).
+
+    An attempt is a deferral, delivery or rejection (not an expiry) with an Exchange Online source IP. Its
+    source range is the published range holding ``exo_ip`` (``endpoints``: an :class:`analysis.Endpoints`,
+    default the bundled snapshot), else its /24 (IPv4) or /48 (IPv6). ``by="published"`` groups by the tag
+    ``exo_ip_published`` instead (published / not published / unknown). Columns: source_range (or published),
+    exo_ip_published (range rows: any of its IPs in a published mail-flow range), attempts, deferred,
+    delivered, failed, deferral_rate, exo_ips, domains, dominant_cause (of the deferrals). Most deferrals first.
+    Filter ``tagged`` to one recipient domain to see a partner refusing some ranges and accepting others.
+    """
+    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
+        from analysis.backends import dask as engine
+
+        return engine.deferral_rate_by_source_range(tagged, endpoints, by=by, direction=direction)
+
+    t, chosen, ip, group, labels, published = _attempts(tagged, endpoints, by, direction)
+    kind, cause = t.kind[chosen], t.causes()[chosen]
+    k = len(labels)
+    defer = kind == _DEFER
+    attempts, deferred = np.bincount(group, minlength=k), np.bincount(group[defer], minlength=k)
+    name = "source_range" if by == "range" else "published"
+    out = pd.DataFrame({
+        name: pd.array(np.asarray(labels, dtype=object), dtype=STRING),
+        "attempts": attempts,
+        "deferred": deferred,
+        "delivered": np.bincount(group[kind == _DELIVERED], minlength=k),
+        "failed": np.bincount(group[kind == _FAILED], minlength=k),
+        "deferral_rate": deferred / np.maximum(attempts, 1),
+        "exo_ips": _nunique(group, ip, k),
+        "domains": _nunique(group, _domains(t)[0][t.pair[chosen]], k),
+        "dominant_cause": _cause_categorical(_mode(group[defer], cause[defer], k)[0]),
+    })
+    if by == "range":
+        out.insert(1, "exo_ip_published", pd.array(published, dtype="boolean"))
+    out = out.sort_values(["deferred", "attempts", name], ascending=[False, False, True], kind="stable",
+                          ignore_index=True)
+    return t.stamp(out)
+
+
+def _attempts(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | None
+              ) -> tuple[_Trace, np.ndarray, np.ndarray, np.ndarray, pd.Index, np.ndarray | None]:
+    """The attempts :func:`deferral_rate_by_source_range` counts: the trace, their positions in it, their IP
+    codes, their group codes and labels (source ranges, or published flags), and per range whether any of its
+    IPs is published (None for flags)."""
+    if by not in ("range", "published"):
+        raise ValueError(f"by {by!r}: expected 'range' or 'published'")
+    t = _prepare(tagged, direction, ("exo_ip", "exo_ip_published"))
+    ip_codes, ips = t.codes("exo_ip")
+    chosen = np.flatnonzero(np.isin(t.kind, (_DEFER, _DELIVERED, _FAILED)) & (ip_codes >= 0))
+    ip = ip_codes[chosen]
+    if by == "published":
+        flag = t.at(chosen, "exo_ip_published")["exo_ip_published"].astype("boolean")
+        text = np.where(flag.isna().to_numpy(), "unknown",
+                        np.where(flag.fillna(False).to_numpy(dtype=bool), "published", "not published"))
+        group, labels = pd.factorize(text)
+        return t, chosen, ip, group, pd.Index(labels), None
+    used = np.unique(ip)
+    ranges, published = _source_ranges(pd.Series(np.asarray(ips, dtype=object)[used], dtype=STRING), endpoints)
+    range_codes, labels = pd.factorize(ranges)
+    range_of_ip = np.full(len(ips), -1, dtype=np.int64)
+    range_of_ip[used] = range_codes
+    published = np.bincount(range_codes, weights=published, minlength=len(labels)) > 0
+    return t, chosen, ip, range_of_ip[ip], pd.Index(labels), published
+
+
+def source_range_attempts(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | None
+                          ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of :func:`deferral_rate_by_source_range`'s attempts and the group (range or flag) of each: what
+    the Dask engine shuffles on."""
+    t, chosen, _, group, labels, _ = _attempts(tagged, endpoints, by, direction)
+    return tagged.iloc[t.positions[chosen]], np.asarray(labels, dtype=object)[group]
+
+
+def _source_ranges(ips: pd.Series, endpoints: Any) -> tuple[np.ndarray, np.ndarray]:
+    """For unique IPs: the published range holding each (else its /24 or /48) and whether it is EXO mail flow."""
+    if endpoints is None:
+        from analysis.reference.endpoints import Endpoints
+
+        endpoints = Endpoints.bundled()
+    matched = endpoints.match_ips(ips)
+    cidr = np.array(matched["cidr"].astype(object), dtype=object)
+    unpublished = np.flatnonzero(pd.isna(cidr))
+    cidr[unpublished] = [_covering_network(ip) for ip in ips.iloc[unpublished]]  # once per unique IP
+    return cidr, matched["exo_mail_flow"].fillna(False).to_numpy(dtype=bool)
+
+
+def _covering_network(ip: str) -> str:
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return "(not an IP address)"
+    return str(ipaddress.ip_network(f"{address}/{24 if address.version == 4 else 48}", strict=False))

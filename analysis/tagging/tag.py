@@ -1,0 +1,297 @@
+"""Tag every deferral and failure of an events table with its cause, evidence and remedy.
+
+:func:`tag` adds the tag columns of :data:`analysis.core.schema.TAG_COLUMNS` (plus ``cause_explanation`` and
+``remedy``): the cause of each defer/fail/drop row from :func:`analysis.reference.causes.classify_replies` (unique
+replies only), what Microsoft's published endpoints say about the remote and Exchange Online IPs, and the
+recipient gateway vendor. Then three cross-event rules refine the per-reply causes, all as groupby work:
+
+* **selective refusal by source range** - a recipient domain (or host) that refuses some Exchange Online
+  source ranges (the published range the EXO IP falls in, or its /24 when unpublished) and accepts others
+  is a ``gateway_block``, with the refused and accepted ranges as evidence, when the split is clear: at least
+  3 refusals over 2 messages and 2 accepts, and a split that chance would produce less than 1% of the time
+  given the site's overall refusal rate (greylisting and outages refuse every range at first). Generic causes
+  (unknown, recipient_server_down, gateway_block) and range-sensitive ones (greylisting, rate limiting,
+  reputation) are overridden; specific ones (bad address, TLS, ...) never.
+* **retry outcome** - a message/recipient deferred once or twice with an unexplained 4xx and then delivered
+  was greylisted; greylisting that never clears (the message failed, or 3+ deferrals without acceptance) is
+  a persistent refusal (``gateway_block``).
+* **expiry inheritance** - a "message expired" failure takes the most frequent cause of that
+  message/recipient's earlier deferrals and says so in ``cause_evidence``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.backends.dask import is_dask
+from analysis.core.schema import CAUSES, STRING, conform
+from analysis.reference.causes import classify_replies, default_rules
+from analysis.reference.endpoints import Endpoints
+from analysis.reference.gateways import identify_gateways
+
+__all__ = ["EXTRA_TAG_COLUMNS", "tag"]
+
+EXTRA_TAG_COLUMNS: dict[str, object] = {"cause_explanation": "category", "remedy": "category"}
+
+CLASSIFIED_EVENTS = ("defer", "fail", "drop")
+REFUSAL_EVENTS = ("defer", "fail")
+ACCEPTED_EVENTS = ("deliver", "send")
+# causes a selective split by source range overrides always / only when the split is clear
+GENERIC_CAUSES = ("unknown", "recipient_server_down", "gateway_block")
+RANGE_SENSITIVE_CAUSES = ("greylisting", "rate_limited", "reputation_blocklist")
+CLEAR_REFUSALS, CLEAR_MESSAGES, CLEAR_ACCEPTS = 3, 2, 2
+CHANCE_SPLIT_MAX = 0.01  # a split this likely to arise by chance is not evidence
+ACCEPTED_RANGE_MAX_REFUSED = 0.1  # an accepting range may show this share of (unrelated) refusals
+GREYLIST_MAX_DEFERRALS = 2
+PERSISTENT_DEFERRALS = 3
+_EXPIRED = r"(?i)expired"
+
+
+def tag(events: pd.DataFrame, *, endpoints: Endpoints | None = None, classify: bool = True) -> pd.DataFrame:
+    """A copy of ``events`` (the canonical table) with the tag columns added.
+
+    ``endpoints``: the Microsoft 365 endpoint data to match IPs against (default: the bundled snapshot).
+    ``classify=False`` skips the cause columns (left NA) and the cross-event rules. A Dask DataFrame or a store
+    folder is tagged on Dask (:func:`analysis.backends.dask.tag`, lazy).
+    """
+    if is_dask(events):
+        from analysis.backends import dask as engine
+
+        return engine.tag(events, endpoints=endpoints, classify=classify)
+    original_index = events.index
+    out = conform(events).reset_index(drop=True)  # positional work below; the caller's index comes back
+    ep = endpoints if endpoints is not None else Endpoints.bundled()
+    remote = _match_ips(ep, out["remote_ip"])
+    exo = _match_ips(ep, out["exo_ip"])
+    out["remote_in_m365"] = remote["in_m365"].astype("boolean").array
+    out["exo_ip_published"] = exo["exo_mail_flow"].astype("boolean").array
+    out["endpoint_set"] = exo["endpoint_set"].astype("Int64").array
+    gateway = identify_gateways(out["remote_host"], out["reply"])
+    out["gateway"] = pd.Series(gateway.to_numpy(), index=out.index, dtype="category")
+
+    for name in ("cause_rule", "cause_evidence"):
+        out[name] = pd.Series(pd.NA, index=out.index, dtype=STRING)
+    out["cause"] = pd.Categorical([None] * len(out), categories=CAUSES)
+    out["transient"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    explanation = pd.Series(pd.NA, index=out.index, dtype=object)
+    remedy = pd.Series(pd.NA, index=out.index, dtype=object)
+    if classify:
+        rows = out["event"].isin(CLASSIFIED_EVENTS).to_numpy()
+        if rows.any():
+            found = classify_replies(out.loc[rows, "reply"], vendors=out.loc[rows, "gateway"])
+            out.loc[rows, "cause"] = found["cause"].to_numpy()
+            out.loc[rows, "transient"] = found["transient"].to_numpy()
+            out.loc[rows, "cause_rule"] = found["rule"].to_numpy()
+            out.loc[rows, "cause_evidence"] = found["evidence"].to_numpy()
+            explanation[rows] = found["explanation"].astype(object).to_numpy()
+            remedy[rows] = found["remedy"].astype(object).to_numpy()
+        keys = _keys(out)
+        changed = _selective_refusals(out, keys, exo["cidr"])
+        changed |= _retry_outcome(out, keys)
+        changed |= _inherit_expiry(out, keys)
+        causes = default_rules().causes
+        explanation[changed] = out.loc[changed, "cause"].map(lambda c: causes[c].explanation).astype(object)
+        remedy[changed] = out.loc[changed, "cause"].map(lambda c: causes[c].remedy).astype(object)
+    out["cause_explanation"] = explanation.astype("category")
+    out["remedy"] = remedy.astype("category")
+    out.index = original_index
+    return out
+
+
+def _match_ips(endpoints: Endpoints, ips: pd.Series) -> pd.DataFrame:
+    """``endpoints.match_ips`` on the rows that have an IP; rows without one get NA."""
+    present = ips.notna().to_numpy()
+    return endpoints.match_ips(ips[present]).reindex(ips.index)
+
+
+def _keys(out: pd.DataFrame) -> pd.DataFrame:
+    """Per row: the message/recipient key, the recipient site (domain, else remote host) and row kinds."""
+    message = out["trace_id"].fillna(out["message_id"])
+    site = out["recipient_domain"].astype(STRING).str.lower().fillna(out["remote_host"].str.lower())
+    fail = out["event"].eq("fail").fillna(False).to_numpy()
+    expiry = np.zeros(len(out), dtype=bool)
+    expiry[fail] = out.loc[fail, "reply"].str.contains(_EXPIRED, regex=True).fillna(False).to_numpy(dtype=bool)
+    return pd.DataFrame({
+        "message": message.astype(object),
+        "recipient": out["recipient"].astype(object),
+        "site": site.astype(object),
+        "refused": out["event"].isin(REFUSAL_EVENTS).to_numpy() & ~expiry,  # an expiry is no delivery attempt
+        "accepted": out["event"].isin(ACCEPTED_EVENTS).to_numpy(),
+        "expiry": expiry,
+        "timestamp": out["timestamp"],
+    }, index=out.index)
+
+
+def _set_cause(out: pd.DataFrame, rows: pd.Series, cause: str, rule: str, evidence: pd.Series) -> None:
+    """Re-tag ``rows``; ``evidence`` is indexed like the selected rows."""
+    out.loc[rows, "cause"] = cause
+    out.loc[rows, "cause_rule"] = rule
+    out.loc[rows, "cause_evidence"] = evidence
+
+
+def _source_range(exo_ip: pd.Series, cidr: pd.Series) -> pd.Series:
+    """The published range an Exchange Online IP falls in, else its /24 (IPv4) or /48 (IPv6)."""
+    unpublished = exo_ip[cidr.isna() & exo_ip.notna()]
+    fallback = unpublished.map(_covering_network, na_action="ignore")
+    return cidr.astype(object).where(cidr.notna(), fallback)
+
+
+def _covering_network(ip: str) -> Any:
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return pd.NA
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def _selective_refusals(out: pd.DataFrame, keys: pd.DataFrame, cidr: pd.Series) -> pd.Series:
+    """Rows re-tagged gateway_block because their site refuses some EXO source ranges and accepts others."""
+    changed = pd.Series(False, index=out.index)
+    source = _source_range(out["exo_ip"].astype(object), pd.Series(cidr.to_numpy(), index=out.index))
+    candidate = keys["refused"] & out["cause"].isin(GENERIC_CAUSES + RANGE_SENSITIVE_CAUSES).to_numpy()
+    attempts = pd.DataFrame({
+        "site": keys["site"], "range": source, "message": keys["message"],
+        "refused": candidate, "accepted": keys["accepted"],
+    })[(candidate | keys["accepted"]) & source.notna() & keys["site"].notna()]
+    if attempts.empty:
+        return changed
+    attempts["refused_message"] = attempts["message"].where(attempts["refused"])
+    stats = attempts.groupby(["site", "range"], sort=True).agg(
+        refused=("refused", "sum"), accepted=("accepted", "sum"), messages=("refused_message", "nunique"),
+    )
+    total = stats["refused"] + stats["accepted"]
+    stats["refusing"] = (stats["refused"] > 0) & (stats["accepted"] == 0)
+    stats["accepting"] = (stats["accepted"] > 0) & (stats["refused"] <= ACCEPTED_RANGE_MAX_REFUSED * total)
+    per_site = pd.DataFrame({
+        "refusing": stats["refusing"].groupby(level="site").any(),
+        "accepting": stats["accepting"].groupby(level="site").any(),
+        "refusals": stats["refused"].where(stats["refusing"], 0).groupby(level="site").sum(),
+        "messages": stats["messages"].where(stats["refusing"], 0).groupby(level="site").sum(),
+        "accepts": stats["accepted"].where(stats["accepting"], 0).groupby(level="site").sum(),
+    })
+    per_site["refused_all"] = stats["refused"].groupby(level="site").sum()
+    per_site["accepted_all"] = stats["accepted"].groupby(level="site").sum()
+    selective = per_site[per_site["refusing"] & per_site["accepting"]]
+    if selective.empty:
+        return changed
+    clear = (
+        (selective["refusals"] >= CLEAR_REFUSALS) & (selective["messages"] >= CLEAR_MESSAGES)
+        & (selective["accepts"] >= CLEAR_ACCEPTS) & (_chance_of_split(selective) < CHANCE_SPLIT_MAX)
+    )
+    evidence = {site: _split_evidence(site, stats.loc[site]) for site in selective.index}
+    refusing = stats[stats["refusing"]].reset_index()[["site", "range"]]
+    refusing = refusing[refusing["site"].isin(selective.index)]
+    row_key = pd.MultiIndex.from_arrays([keys["site"], source])
+    in_refusing = row_key.isin(pd.MultiIndex.from_frame(refusing))
+    clear_site = keys["site"].isin(clear[clear].index).to_numpy()
+    overridable = clear_site  # candidate rows already have a generic or range-sensitive cause
+    rows = pd.Series(candidate.to_numpy() & in_refusing & overridable, index=out.index)
+    # attempts whose source IP the export does not carry (e.g. Get-MessageTraceDetail) but whose reply the
+    # same site gave to the refused ranges are the same refusal
+    reply_at_site = keys["site"].astype(STRING) + "\x00" + out["cause_rule"].astype(STRING)
+    same_reply = reply_at_site.isin(reply_at_site[rows].dropna().unique()).fillna(False).to_numpy(dtype=bool)
+    unsourced = pd.Series(candidate.to_numpy() & source.isna().to_numpy() & same_reply & overridable
+                          & keys["site"].isin(selective.index).to_numpy(), index=out.index)
+    _set_cause(out, rows, "gateway_block", "cross:selective-range-refusal", keys["site"][rows].map(evidence))
+    _set_cause(out, unsourced, "gateway_block", "cross:selective-range-refusal",
+               keys["site"][unsourced].map(evidence) + "; this attempt's source IP is not in its export, but "
+               "its reply is the one the refused ranges got")
+    return rows | unsourced
+
+
+def _chance_of_split(sites: pd.DataFrame) -> pd.Series:
+    """How likely each site's split is if its refusals had nothing to do with the source range.
+
+    With the site's overall refusal rate p, every attempt from the refusing ranges refused and every attempt
+    from the accepting ranges accepted has probability p**refusals * (1 - p)**accepts. Greylisting or an
+    outage (refusals from every range at first, then acceptance) gives splits that chance explains.
+    """
+    rate = sites["refused_all"] / (sites["refused_all"] + sites["accepted_all"])
+    return np.exp(sites["refusals"] * np.log(rate) + sites["accepts"] * np.log1p(-rate))
+
+
+def _split_evidence(site: str, ranges: pd.DataFrame) -> str:
+    refused = ", ".join(f"{r} ({n} refused)" for r, n in ranges.loc[ranges["refusing"], "refused"].items())
+    accepted = ", ".join(f"{r} ({n} accepted)" for r, n in ranges.loc[ranges["accepting"], "accepted"].items())
+    return f"{site} refuses Exchange Online sources in {refused} but accepts {accepted}"
+
+
+def _retry_outcome(out: pd.DataFrame, keys: pd.DataFrame) -> pd.Series:
+    """Greylisting confirmed by a delivery on retry, or unmasked as a persistent refusal."""
+    group = [keys["message"], keys["recipient"]]
+    defer = out["event"].eq("defer").to_numpy()
+    fail = out["event"].eq("fail").to_numpy()
+    stamp = keys["timestamp"]
+    first_defer = stamp.where(defer).groupby(group).transform("min")
+    last_accept = stamp.where(keys["accepted"]).groupby(group).transform("max")
+    n_defer = pd.Series(defer, index=out.index).groupby(group).transform("sum")
+    failed = pd.Series(fail, index=out.index).groupby(group).transform("sum") > 0
+    accepted = keys["accepted"].groupby(group).transform("sum") > 0
+    delivered_after = (last_accept > first_defer).fillna(False).astype(bool)
+    cause = out["cause"]
+
+    greylisted = (
+        pd.Series(defer, index=out.index) & cause.eq("unknown").fillna(False)
+        & out["transient"].fillna(False).astype(bool) & delivered_after & (n_defer <= GREYLIST_MAX_DEFERRALS)
+    )
+    evidence = (
+        "deferred " + n_defer[greylisted].astype(int).astype(STRING)
+        + "x with an unexplained temporary reply, then delivered on retry"
+    )
+    _set_cause(out, greylisted, "greylisting", "cross:deferred-then-delivered", evidence)
+
+    persistent = (
+        pd.Series(defer | fail, index=out.index) & cause.eq("greylisting").fillna(False) & ~accepted
+        & (failed | (n_defer >= PERSISTENT_DEFERRALS))
+    )
+    evidence = (
+        "greylisted " + n_defer[persistent].astype(int).astype(STRING)
+        + "x and never accepted: a persistent refusal, not greylisting; "
+        + out.loc[persistent, "cause_evidence"].fillna("")
+    )
+    _set_cause(out, persistent, "gateway_block", "cross:persistent-greylisting", evidence)
+    return greylisted | persistent
+
+
+def _inherit_expiry(out: pd.DataFrame, keys: pd.DataFrame) -> pd.Series:
+    """A generic "message expired" failure takes the most frequent cause of its earlier deferrals."""
+    expired = (
+        keys["expiry"] & out["cause"].isin(("recipient_server_down", "unknown"))
+        & keys["message"].notna() & keys["recipient"].notna()
+    ).astype(bool)
+    if not expired.any():
+        return expired
+    fails = pd.DataFrame({
+        "message": keys["message"], "recipient": keys["recipient"], "failed_at": keys["timestamp"],
+    })[expired].reset_index()
+    defers = pd.DataFrame({
+        "message": keys["message"], "recipient": keys["recipient"], "timestamp": keys["timestamp"],
+        "cause": out["cause"].astype(object), "rule": out["cause_rule"].astype(object),
+        "evidence": out["cause_evidence"].astype(object),
+    })[out["event"].eq("defer").fillna(False).to_numpy() & out["cause"].notna().to_numpy()
+       & out["cause"].ne("unknown").to_numpy()]
+    pairs = fails.merge(defers, on=["message", "recipient"])
+    pairs = pairs[~(pairs["timestamp"] > pairs["failed_at"]).fillna(False)]  # earlier (or undated) deferrals
+    pairs = pairs.sort_values("timestamp", kind="stable")  # so "last" below is the latest deferral
+    if pairs.empty:
+        return pd.Series(False, index=out.index)
+    counts = pairs.groupby(["index", "cause"]).agg(
+        n=("cause", "size"), last=("timestamp", "max"), rule=("rule", "last"), evidence=("evidence", "last"),
+    ).reset_index()
+    counts["total"] = counts.groupby("index")["n"].transform("sum")
+    best = counts.sort_values(["index", "n", "last"], ascending=[True, False, False]).drop_duplicates("index")
+    best = best.set_index("index")
+    rows = pd.Series(out.index.isin(best.index), index=out.index)
+    text = (
+        "message expired after " + best["total"].astype(str) + " deferrals; inherits " + best["cause"]
+        + " from " + best["n"].astype(str) + " of them: " + best["evidence"].fillna("").astype(str)
+    )
+    out.loc[best.index, "cause"] = best["cause"].to_numpy()
+    out.loc[best.index, "cause_rule"] = ("expiry-inherits:" + best["rule"].fillna("").astype(str)).to_numpy()
+    out.loc[best.index, "cause_evidence"] = text.to_numpy()
+    return rows
