@@ -33,6 +33,7 @@ UNITS = {
     "dots and digits": "5.5.5.5.",
     "LastAttempted facts": "[LastAttemptedIP=[[[",
     "quotes": "responded with: \"'",
+    "other MTAs' wrappers": "host mx said: SMTP error from remote mail server after RCPT TO:<a@b>: Deferred: ",
 }
 
 

@@ -45,6 +45,13 @@ def pytest_configure(config: pytest.Config) -> None:
     socket.socket.connect_ex = _loopback_only(socket.socket.connect_ex)  # type: ignore[method-assign]
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Nothing of the session is left in the system's temporary folder (pytest's own files: --basetemp)."""
+    cache = os.environ.get("EXO_DEFERRALS_CACHE", "")
+    if Path(cache).name.startswith("exo-deferrals-cache-"):  # the one pytest_configure made
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 
 

@@ -283,11 +283,11 @@ def test_html_escapes_everything(endpoints):
 def test_cli_summary_and_corrected_output(tmp_path, capsys):
     out = tmp_path / "fixed.cidr"
     args = [str(DATA / "ironport_hat.txt"), "--offline", "--format", "postfix", "-o", str(out)]
-    assert audit_allowlist_cli(args) == 0
+    assert audit_allowlist_cli(args) == 1  # ranges are missing: a finding
     printed = capsys.readouterr().out
     assert "52.100.0.0/14" in printed and f"written to {out}" in printed
     assert audit_allowlist(out, Endpoints.bundled()).missing_cidrs == []
-    assert audit_allowlist_cli([str(DATA / "plain.txt"), "--offline", "--format", "csv"]) == 0
+    assert audit_allowlist_cli([str(DATA / "plain.txt"), "--offline", "--format", "csv"]) == 1  # unreadable lines
     captured = capsys.readouterr()
     assert captured.out.startswith("network,comment") and "Allow-list audit" in captured.err
 
@@ -295,5 +295,5 @@ def test_cli_summary_and_corrected_output(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert audit_allowlist_cli([str(empty), "--offline"]) == 1
+    assert audit_allowlist_cli([str(empty), "--offline"]) == 3
     assert "empty.txt: no IP address" in capsys.readouterr().err

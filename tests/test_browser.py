@@ -7,6 +7,7 @@ Servers come from conftest (loopback, random port and token, temporary Jupyter d
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,59 @@ def test_drill_down_to_the_ironport_partner(page, lab_server):
     expect(page.locator(".exo-domain select option:checked")).to_have_text(label, timeout=ACT)
     wait_for_domain(page, "tailspintoys.com")
 
+    # the domain narrows the causes, and the cause the domains: every pair offered has messages
+    expect(page.locator(".exo-cause select option")).to_have_count(3, timeout=ACT)  # (all), gateway_block, unknown
+    choose(page.locator(".exo-cause select"), "gateway_block")
+    expect(page.locator(".exo-domain select option")).to_have_count(2, timeout=ACT)  # (all), tailspintoys.com
+    wait_for_domain(page, "tailspintoys.com")
+    expect(image).to_be_visible()
+    page.locator(".exo-domain-cause").scroll_into_view_if_needed()
+    screenshot(page, "02_why_deferred_narrowed_choices")
+
+    reset = page.locator(".exo-reset")  # the visible reset of remembered choices, under the setup line
+    reset.get_by_role("button", name="Reset remembered choices").click()
+    expect(reset).to_contain_text("Forgot the choices of 02.drill", timeout=ACT)
+    run_all(page)
+    expect(page.locator(".exo-domain select option:checked")).to_have_text("(all domains)", timeout=ACT)
+    expect(page.locator(".exo-cause select option:checked")).to_have_text("(all causes)", timeout=ACT)
+
+
+def test_a_saved_notebook_reopens_with_its_last_tables(page, lab_server, notebook_root):
+    """Save after a choice, close the kernel, reopen: each widget is "model not found", its saved copy shows the
+    tables and charts the widget last showed (while the widget lives, the copy is hidden)."""
+    folder = notebook_root / "notebooks"
+    saved = folder / "02_saved.ipynb"
+    shutil.copy(folder / "02_why_deferred.ipynb", saved)
+    open_notebook(page, lab_server.address(f"/lab/tree/notebooks/{saved.name}?reset"))  # no other notebook open
+    run_all(page)
+    choose(page.locator(".exo-domain select"), "adventure-works.com")
+    wait_for_domain(page, "adventure-works.com")
+    copies = page.locator(".exo-saved-copy")
+    assert copies.count() >= 3
+    for n in range(copies.count()):
+        expect(copies.nth(n)).to_be_hidden()
+    expect(copies.filter(has_text="Domain: adventure-works.com")).to_have_count(1, timeout=ACT)  # follows, hidden
+    page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+    page.locator('li[data-command="docmanager:save"]').click()
+    for _ in range(ACT // 500):  # the server writes the file a moment after the click
+        if "Domain: adventure-works.com" in saved.read_text(encoding="utf-8"):
+            break
+        page.wait_for_timeout(500)
+    text = saved.read_text(encoding="utf-8")
+    assert "Domain: adventure-works.com" in text and "@adventure-works.com" in text  # the copy as last shown
+
+    for session in page.request.get(lab_server.address("/api/sessions")).json():
+        if session["path"].endswith(saved.name):
+            assert page.request.delete(lab_server.address(f"/api/sessions/{session['id']}")).ok
+    page.reload(timeout=READY)
+    expect(page.locator(".jp-Notebook")).to_contain_text("model not found", timeout=READY)
+    drill_copy = page.locator(".exo-saved-copy", has_text="Domain: adventure-works.com")
+    expect(drill_copy).to_be_visible(timeout=ACT)
+    expect(drill_copy.locator("table.exo-table").first).to_contain_text("@adventure-works.com")
+    expect(drill_copy.locator("img")).to_be_visible()  # the journey chart, embedded
+    drill_copy.scroll_into_view_if_needed()
+    screenshot(page, "02_reopened_without_kernel")
+
 
 def test_paste_an_allowlist_and_see_the_missing_range(page, lab_server, sample_dir):
     open_notebook(page, lab_server.address("/lab/tree/notebooks/03_gateways_and_exchange_ranges.ipynb"))
@@ -141,3 +195,26 @@ def test_voila_serves_load_and_triage_as_a_live_app(page, voila_server):
     picker.locator(".widget-text input").first.fill("no-such-folder/")
     picker.get_by_role("button", name=re.compile(r"^\W*Load$")).click()
     expect(picker.locator(".exo-error").first).to_contain_text("No events were loaded", timeout=ACT)
+
+
+def test_voila_slider_redraws_the_trend_and_the_domains(page, voila_server):
+    """In the app no cell is re-run: moving the time slider must redraw the charts and the table below it."""
+    page.goto(voila_server.address("/"), timeout=RUN)
+    expect(page.locator(".exo-file-picker .exo-ok")).to_contain_text("Loaded", timeout=RUN)
+    trend = page.locator(".exo-window-chart").first
+    caption, image = trend.locator(".exo-info").first, trend.locator("img").first
+    expect(caption).to_contain_text("5,474 events", timeout=ACT)
+    before = image.get_attribute("src")
+    handle = page.locator(".exo-time-range .noUi-handle-upper")
+    handle.focus()
+    for _ in range(60):  # an hour per step: the last two and a half days leave the window
+        handle.press("ArrowLeft")
+    expect(caption).not_to_contain_text("5,474 events", timeout=ACT)
+    expect(caption).to_contain_text(re.compile(r"Window 2026-11-16 00:00 to 2026-11-20 \d\d:00 UTC: [\d,]+ events"))
+    expect(image).not_to_have_attribute("src", before, timeout=ACT)
+    domains = page.locator(".exo-window-chart").nth(1)
+    expect(domains.locator(".exo-info").first).to_have_text(caption.inner_text(), timeout=ACT)
+    copies = page.locator(".exo-saved-copy")  # the copies a saved notebook keeps stay hidden in the app
+    assert copies.count() >= 3 and not any(copies.nth(n).is_visible() for n in range(copies.count()))
+    trend.scroll_into_view_if_needed()
+    screenshot(page, "01_voila_slider")

@@ -78,7 +78,9 @@ def test_rule_vendors_are_known_gateways():
 def test_gateway_vendor_comes_from_the_remote_host():
     detail = "Reason: [{{LED={}}};{{MSG=}};{{FQDN=mx1.hc4112-47.iphmx.com}};{{IP=68.232.140.21}};{{LRT=}}]"
     found = classify_replies([detail.format("451 4.7.1 hold on"), "451 4.7.1 hold on"])
-    assert list(found["cause"]) == ["gateway_block", "unknown"]
+    # the vendor decides the first; the second falls back to the class of 4.7.1 (security or policy status)
+    assert list(found["cause"]) == ["gateway_block", "gateway_block"]
+    assert list(found["confidence"]) == ["code", "class"]
     assert found["evidence"].iloc[0] == "Cisco Secure Email (IronPort) gateway: 451"
 
 
@@ -151,6 +153,19 @@ def test_expiry_with_a_reason_keeps_the_reason():
     ])
     assert list(found["cause"]) == ["tls_required", "dns_failure", "gateway_block"]
     assert not found["transient"].any()
+
+
+def test_exchange_recipient_delivery_restrictions_are_the_recipients_policy():
+    # Microsoft's "Fix error code 550 5.7.1 in Exchange Online": RESOLVER.RST.AuthRequired means the recipient
+    # (a public folder there) requires all senders to be authenticated; its admin lifts it, not the sender's tenant.
+    found = classify_replies([
+        "Remote Server returned '<xxxxxxxx> #5.7.1 smtp;550 5.7.1 RESOLVER.RST.AuthRequired; authentication required "
+        "[Stage: CreateMessage]'",
+        "550 5.7.1 RESOLVER.RST.AuthRequired; authentication required",
+    ])
+    assert list(found["cause"]) == ["gateway_block", "gateway_block"]
+    assert set(found["rule"]) == {"exo-recipient-delivery-restriction"}
+    assert list(found["confidence"]) == ["text", "text"]
 
 
 ENGINE_RULES = """
@@ -236,6 +251,7 @@ def test_precedence_tiers(engine_rules):
 def test_vendor_rule_needs_the_vendor(engine_rules):
     found = classify_replies(["554 go away", "554 go away"], vendors=["acme", "other"], rules=engine_rules)
     assert list(found["cause"]) == ["gateway_block", "unknown"]
+    assert list(found["confidence"]) == ["code", "none"]
 
 
 def test_vendors_must_align(engine_rules):
@@ -364,7 +380,7 @@ def test_cli_reads_stdin(monkeypatch, capsys):
 
 
 def test_cli_reports_a_missing_file(tmp_path, capsys):
-    assert main([str(tmp_path / "absent.txt")]) == 2
+    assert main([str(tmp_path / "absent.txt")]) == 3
     assert "absent.txt" in capsys.readouterr().err
 
 

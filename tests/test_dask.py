@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,14 @@ distributed = pytest.importorskip("distributed")
 
 from analysis import load_trace, summaries  # noqa: E402
 from analysis.backends import dask as engine  # noqa: E402
+from analysis.backends.rows import first_rows  # noqa: E402
 from analysis.cli import main as cli_main  # noqa: E402
 from analysis.core.schema import EVENT_COLUMNS, TAG_COLUMNS, check_events  # noqa: E402
 from analysis.reference.endpoints import Endpoints  # noqa: E402
 from analysis.report.redact import redact  # noqa: E402
 from analysis.sample.generator import write_big  # noqa: E402
 from analysis.store.ingest import NO_DAY, ingest, load_reports, open_store, plan_pieces, read_manifest  # noqa: E402
+from analysis.summaries import selections  # noqa: E402
 from analysis.tagging.tag import tag  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Sending large graph:UserWarning"),
@@ -315,7 +318,7 @@ def test_cli_ingest(client, tmp_path: Path, windows: dict[str, Path], capsys: py
     assert manifest["tenant_domains"] == ["contoso.com"] and manifest["events"] > 0
     assert cli_main(["ingest", str(windows["summary"]), "--store", str(store)]) == 0
     assert "already in the store" in capsys.readouterr().out
-    assert cli_main(["ingest", str(tmp_path / "nothing-*.csv"), "--store", str(store)]) == 2
+    assert cli_main(["ingest", str(tmp_path / "nothing-*.csv"), "--store", str(store)]) == 3
 
 
 def test_connect_to_a_scheduler_address(client, monkeypatch: pytest.MonkeyPatch):
@@ -342,3 +345,40 @@ def test_an_interrupted_ingest_is_cleaned_up(client, tmp_path: Path, windows: di
     assert again.files[0].status == "already in the store" and read_manifest(store)["events"] == events
     assert not (store / "_next").exists() and not (store / "_staging").exists()
     shutil.rmtree(store)
+
+
+# ---------------------------------------------------------------- tags kept, selections, journeys (issue 13)
+
+def test_a_stores_events_are_tagged_already(sample_store: Path, monkeypatch: pytest.MonkeyPatch):
+    """tag() of a store's events returns them as they are (no classifying per partition on every summary)."""
+    stored = open_store(sample_store)
+    assert tag(stored) is stored and tag(str(sample_store)).npartitions == stored.npartitions
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("classified again")
+
+    monkeypatch.setattr(sys.modules["analysis.tagging.tag"], "classify_replies", refuse)
+    assert_same(summaries.headline(tag(stored)), summaries.headline(open_store(sample_store, engine="pandas")))
+
+
+ROW = ["timestamp", "trace_id", "message_id", "recipient", "event", "reply", "cause", "source_row"]  # a row's identity
+
+
+def test_selections_and_journeys_on_the_store_equal_pandas(sample_store: Path):
+    whole = open_store(sample_store, engine="pandas").drop(columns="_seq")
+    store = str(sample_store)
+    for column in ("recipient_domain", "cause"):
+        assert_same(selections.problem_counts(store, column), selections.problem_counts(whole, column))
+    counts = selections.problem_counts(whole, "recipient_domain")
+    domain = counts["recipient_domain"].iloc[0]
+    chosen = selections.select_messages(whole, domain, "gateway_block")
+    lazy = selections.select_messages(store, domain, "gateway_block")
+    assert hasattr(lazy, "__dask_graph__") and len(chosen) > 0
+    assert_same(first_rows(lazy, None, columns=ROW)[0], chosen[ROW])
+    assert selections.message_key_set(lazy) == selections.message_key_set(chosen)
+    start, end = whole["timestamp"].quantile(0.25), whole["timestamp"].quantile(0.5)
+    assert_same(first_rows(selections.in_time(store, start, end), None, columns=ROW)[0],
+                selections.in_time(whole, start, end)[ROW])
+    message = chosen["trace_id"].dropna().iloc[0]
+    assert_same(summaries.message_journey(store, message), summaries.message_journey(whole, message))
+    assert len(summaries.message_journey(whole, message)) > 1

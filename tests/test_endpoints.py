@@ -465,7 +465,7 @@ def test_cli_update_failure_is_loud(server, tmp_path, capsys):
 
 
 def test_cli_refuses_plain_http(capsys):
-    assert endpoints_cli(["--base-url", "http://example.com", "--update"]) == 1
+    assert endpoints_cli(["--base-url", "http://example.com", "--update"]) == 2
     assert "https" in capsys.readouterr().err
 
 

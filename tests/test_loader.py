@@ -257,14 +257,24 @@ def test_rejected_rows_are_counted_with_line_and_reason(tmp_path):
     assert list(report.rejects_frame()["line"]) == [4, 5]
 
 
-def test_unterminated_quote_swallowing_the_rest_is_rejected_not_silent(tmp_path):
+def test_unterminated_quote_costs_only_its_own_line(tmp_path):
     rows = [ps51_row("11/16/2026 3:04:05 PM", f"r{i}@x.com", "Delivered", TRACE_A[:-1] + str(i), i) for i in range(4)]
     rows[1] = rows[1].replace('"Hello"', '"Hello')
     events, report = load_trace(ps51_file(tmp_path, rows), with_report=True)
     file = report.files[0]
-    assert len(events) == 1 and file.balanced and file.rows_read == 4
-    assert [line for line, _ in file.rejects] == [4, 5, 6]
-    assert all("never closes" in reason for _, reason in file.rejects)
+    assert len(events) == 3 and file.balanced and file.rows_read == 4
+    assert [line for line, _ in file.rejects] == [4]
+    assert "never closes" in file.rejects[0][1] and "resumed on the next line" in file.rejects[0][1]
+    assert list(events["source_row"]) == [3, 5, 6]
+
+
+def test_stray_quote_in_a_long_log_costs_one_record(tmp_path):
+    rows = [ps51_row("11/16/2026 3:04:05 PM", f"r{i}@x.com", "Delivered", TRACE_A[:-1] + str(i % 10), i,
+                     subject='12" rack' if i == 5000 else "Hello") for i in range(10_000)]
+    events, report = load_trace(ps51_file(tmp_path, rows), with_report=True)
+    file = report.files[0]
+    assert (file.rows_read, file.rows_loaded, file.rows_rejected, len(events)) == (10_000, 9_999, 1, 9_999)
+    assert file.rejects[0][0] == 5000 + 3
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -64,7 +64,7 @@ def test_notebook_runs_headless_without_errors(executed, name):
 
 
 @pytest.mark.parametrize("name, charts", [("01_load_and_triage", 2), ("02_why_deferred", 3),
-                                          ("03_gateways_and_exchange_ranges", 1), ("04_share_report", 4)])
+                                          ("03_gateways_and_exchange_ranges", 1), ("04_share_report", 5)])
 def test_charts_are_png_outputs(executed, name, charts):
     assert pngs(executed[name]) >= charts
 
@@ -88,8 +88,10 @@ def test_allowlist_audit_and_report(executed, out):
     for section in ("What is wrong", "Which domains", "Since when", "Who must act"):
         assert f"<h3>{section}</h3>" in report
     assert "tailspintoys.com" in report and "52.100.0.0/14" in report
+    assert "REFUSED: missing from the allow-list" in report and "Audit of the allow-list given" in report
     charts = sorted(p.name for p in (out / "charts").iterdir())
-    assert len(charts) == 8 and {p.rsplit(".", 1)[1] for p in charts} == {"png", "svg"}
+    assert len(charts) == 10 and {p.rsplit(".", 1)[1] for p in charts} == {"png", "svg"}
+    assert {"source-ranges-1.png", "source-ranges-1.svg"} <= set(charts)
 
 
 def test_papermill_parameters_are_honoured(notebook_root, sample_dir, tmp_path, monkeypatch_module):
@@ -113,3 +115,21 @@ def test_broken_file_shows_the_load_report_and_the_rest_runs(notebook_root, samp
     assert "Load report" in text and "Traceback" not in text
     assert not [o for o in outputs(nb) if o.output_type == "error"]
     assert pngs(nb) >= 2  # the trend and the domains still drawn from the files that loaded
+
+
+@pytest.mark.parametrize("name", ["01_load_and_triage", "02_why_deferred", "03_gateways_and_exchange_ranges"])
+def test_notebooks_open_with_what_is_wrong_and_where_to_look_next(executed, name):
+    text = html_text(executed[name])
+    triage = text.split("Where to look next", 1)[1][:2000]
+    assert "Of 2,744 recipients, 159 were deferred at least once" in text.split("Where to look next", 1)[0]
+    assert "tailspintoys.com: its gateway refuses every attempt from 52.100.0.0/14" in triage
+    assert "--partner tailspintoys.com" in triage and "gmail.com: mostly SPF/DKIM/DMARC failure" in triage
+    assert "Endpoints(" not in text
+
+
+@pytest.mark.parametrize("name, charts", [("01_load_and_triage", 2), ("02_why_deferred", 2),
+                                          ("03_gateways_and_exchange_ranges", 1)])
+def test_every_chart_of_the_notebooks_can_be_downloaded_as_png_and_svg(executed, name, charts):
+    text = html_text(executed[name])
+    assert text.count('class="exo-chart-downloads"') == charts
+    assert text.count('download="') >= 2 * charts and ".svg" in text and "image/svg+xml" in text

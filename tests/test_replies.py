@@ -378,6 +378,7 @@ CASES: list[tuple[str, str, dict[str, object]]] = [
         {
             'smtp_code': 554,
             'outer_code': 554,
+            'remote_reply': '554 INVALID IP FOR SENDING MAIL OF DOMAIN amazonses.com [RCPT_TO]',  # qmail wrapper
         },
     ),
     (

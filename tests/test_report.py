@@ -26,6 +26,8 @@ from analysis.report.redact import MIN_BARE_LOCAL
 pytestmark = pytest.mark.slow
 
 ALLOWLIST = "partner_allowlist_ironport.txt"
+PARTNER = "tailspintoys.com"  # behind an IronPort that lacks 52.100.0.0/14 (docs/sample-story.md)
+MISSING_RANGE = "52.100.0.0/14"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCRIPT_SUBJECT = "<script>alert(1)</script>"  # in a subject of the sample (docs/sample-story.md)
 HOSTILE_REPLY = "<img src=x onerror=alert(2)> <script>alert(3)</script>"
@@ -75,6 +77,12 @@ def redacted(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> repo
 @pytest.fixture(scope="module")
 def domains_redacted(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> report.ReportResult:
     return render(sample_dir, tmp_path_factory.mktemp("domains"), redact_domains=True)
+
+
+@pytest.fixture(scope="module")
+def partner(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> report.ReportResult:
+    """The report for tailspintoys.com's admin, without an allow-list."""
+    return render_report(sample_dir, tmp_path_factory.mktemp("partner") / "report.html", partners=[PARTNER])
 
 
 @pytest.fixture(scope="module")
@@ -242,13 +250,16 @@ def test_redacted_report_holds_no_address_local_part_or_subject(redacted, raw):
     assert redacted.redacted
 
 
-def test_redacted_load_report_shows_file_names_not_folders(redacted, plain, sample_dir):
-    """The folders a trace was loaded from (user names, share names) stay out of a redacted report."""
-    folder = str(sample_dir.resolve())
-    assert folder in plain.html.read_text(encoding="utf-8")  # the plain report shows where the files were
-    page = redacted.html.read_text(encoding="utf-8")
-    assert folder not in page and str(sample_dir.parent) not in page
-    assert "messagetrace_ps51_en-US.csv" in page
+def test_input_files_are_named_by_format_and_date_never_by_path_or_name(redacted, plain, sample_dir, raw):
+    """Folders (user names, share names) and file names (eac_extended_tailspintoys.csv) stay out of every report
+    (the sample names two files after their format id, which the events' source_format column holds)."""
+    names = {p.name.lower() for p in sample_dir.iterdir()} | {p.stem.lower() for p in sample_dir.iterdir()}
+    names -= set(raw["source_format"].astype(str))
+    for result in (plain, redacted):
+        texts = visible_text(result)
+        assert found_in(texts, {str(sample_dir.resolve()).lower(), str(sample_dir.parent).lower()}) == {}
+        assert found_in(texts, {n for n in names if len(n) > 8}) == {}
+        assert "get-messagetrace / get-messagetracev2 (export-csv), 2026-11-16 to 2026-11-22" in texts["report.html"]
 
 
 def test_domains_redacted_report_holds_no_domain_or_remote_host(domains_redacted, raw):
@@ -279,22 +290,106 @@ def test_a_notebook_that_does_not_redact_fails_the_report(sample_dir, tmp_path):
 
 # ---------------------------------------------------------------- bad and empty input
 
-def test_a_trace_that_fails_to_load_gives_a_report_with_the_errors(tmp_path):
-    bad = tmp_path / "broken_trace.csv"
-    bad.write_text("this,is,not\na,message,trace\n", encoding="utf-8")
-    assert main([str(bad), "-o", str(tmp_path / "out" / "report.html")]) == 0
-    text = html.unescape((tmp_path / "out" / "report.html").read_text(encoding="utf-8"))
-    assert "broken_trace.csv" in text and "unknown header" in text
+def page_text(path: Path) -> str:
+    """The words of a page, its style sheets left out."""
+    page = re.sub(r"<style\b.*?</style>", " ", path.read_text(encoding="utf-8"), flags=re.S | re.I)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
 
 
-def test_an_empty_trace_gives_a_report_that_says_so(tmp_path):
-    empty = tmp_path / "empty_trace.csv"
-    empty.write_text(PS51_HEADER, encoding="ascii")
-    result = render_report(empty, tmp_path / "out" / "report.html")
-    assert result.events == 0
-    text = html.unescape(re.sub(r"<[^>]+>", " ", result.html.read_text(encoding="utf-8")))
-    assert re.search(r"\bno (?:events|messages)\b", text, re.I)
+def test_inputs_that_did_not_load_are_said_at_the_top_and_exit_non_zero(tmp_path, capsys, sample_dir):
+    """An empty file, a PNG, an unrelated CSV, a header-only export and a damaged one: each said before the
+    summary, by format (never by file name), and the command exits 1."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "empty.csv").write_bytes(b"")
+    (folder / "picture.png").write_bytes(PNG_SIGNATURE + b"\0\0\0\rIHDR")
+    (folder / "broken_trace.csv").write_text("this,is,not\na,message,trace\n", encoding="utf-8")
+    (folder / "header_only.csv").write_text(PS51_HEADER, encoding="ascii")
+    (folder / "cut_summary.csv").write_bytes((sample_dir / "eac_summary.csv").read_bytes()[:300])
+    files = [str(path) for path in sorted(folder.iterdir())]
+    assert main([*files, "-o", str(tmp_path / "out" / "report.html")]) in (1, 3)  # written, inputs unusable
+    err = capsys.readouterr().err
+    assert err.count("did not load") == 4 and "loaded no rows" in err
+    text = page_text(tmp_path / "out" / "report.html")
+    top = text[:text.index("Summary")]
+    assert "This report is incomplete" in top and "No message-trace event was loaded" in top
+    for said in ("the file is empty", "this is a PNG image", "unknown header", "header but no data rows",
+                 "EAC historical search: summary report loaded no rows (1 read, 1 rejected)"):
+        assert said in top, said
+    assert "broken_trace" not in text and "no remedies needed" not in text
     assert pd.read_parquet(tmp_path / "out" / "report_events.parquet").empty
+
+
+def test_a_folder_of_no_trace_export_says_what_was_skipped(tmp_path, capsys):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("a,b\n1,2\n", encoding="utf-8")
+    (folder / "picture.png").write_bytes(PNG_SIGNATURE + b"\0\0\0\rIHDR")
+    assert main([str(folder), "-o", str(tmp_path / "out" / "report.html")]) == 1
+    assert capsys.readouterr().err.count("was skipped") == 2
+    top = page_text(tmp_path / "out" / "report.html").split("Summary")[0]
+    assert top.count("was skipped") == 2 and "No message-trace event was loaded" in top
+
+
+def test_a_partner_absent_from_the_trace_is_said_at_the_top_and_exits_non_zero(tmp_path, capsys, sample_dir):
+    assert main([str(sample_dir), "-o", str(tmp_path / "report.html"), "--partner", "nowhere.example"]) == 1
+    assert "nowhere.example does not appear in the trace" in capsys.readouterr().err
+    text = page_text(tmp_path / "report.html")
+    assert text.index("nowhere.example does not appear in the trace") < text.index("Summary")
+
+
+# ---------------------------------------------------------------- the proof, and the report for one partner
+
+def test_the_proof_is_in_the_report_without_an_allowlist(partner):
+    text = page_text(partner.html)
+    proof = text.index("The proof: refusals by Exchange Online source range")
+    assert text.index("Summary") < proof < text.index("Which domains")  # right after what is wrong
+    assert f"refused 172 of 172 delivery attempts from Exchange Online's published range {MISSING_RANGE}" in text
+    assert f"Its allow-list lacks {MISSING_RANGE}" in text and "REFUSED: missing from the allow-list" in text
+    appendix = text[text.index("Appendix: the corrected allow-list"):]
+    assert "(ironport format)" in appendix and "ALLOWED_LIST:" in appendix and MISSING_RANGE in appendix
+    assert {p.name for p in partner.charts} >= {"source-ranges-1.png", "source-ranges-1.svg"}
+
+
+def test_the_report_with_an_allowlist_appends_the_audit_and_its_corrected_list(plain):
+    text = page_text(plain.html)
+    appendix = text[text.index("Appendix: the corrected allow-list"):]
+    assert "Audit of the allow-list given" in appendix and "Missing Exchange Online ranges" in appendix
+    assert "added by exo-deferrals" in appendix or "exo-deferrals: checked against" in appendix
+
+
+def test_the_partner_report_holds_no_other_recipient_domain(partner, raw):
+    texts = visible_text(partner)
+    assert set(texts) >= {"report.html", "report_events.csv", "report_events.parquet", "report_domains.csv",
+                          "source-ranges-1.svg"}
+    outbound_senders = raw.loc[raw["direction"].astype(str).eq("outbound"), "sender"].dropna().str.rpartition("@")[2]
+    others = {d.lower() for d in raw["recipient_domain"].dropna().astype(str).unique()} - {PARTNER}
+    others -= set(outbound_senders.str.lower())  # the tenant's own domains: the sender of every message
+    assert len(others) > 100
+    whole = {name: [d for d in others if whole_name_in(d, text)] for name, text in texts.items()}
+    assert {name: hits for name, hits in whole.items() if hits} == {}
+    other_subjects = set(raw.loc[~raw["recipient_domain"].astype(str).eq(PARTNER), "subject"].dropna().str.lower())
+    other_subjects -= set(raw.loc[raw["recipient_domain"].astype(str).eq(PARTNER), "subject"].dropna().str.lower())
+    assert found_in(texts, {s for s in other_subjects if len(s) >= 12}) == {}
+    events = pd.read_parquet(partner.html.parent / "report_events.parquet")
+    assert set(events["recipient_domain"].astype(str)) == {PARTNER} and partner.problems == []
+    assert "For the mail administrators of tailspintoys.com" in page_text(partner.html)
+
+
+def test_the_partner_report_with_hidden_domains_names_no_partner_in_any_file_name(sample_dir, tmp_path):
+    result = render_report(sample_dir, tmp_path / "out" / "report.html", partners=[PARTNER], redact_domains=True)
+    texts = visible_text(result)
+    assert all("tailspintoys" not in path.name for path in result.files)
+    assert found_in(texts, {"tailspintoys"}) == {}
+    assert MISSING_RANGE in texts["report.html"] and "domain-" in texts["report.html"]
+
+
+def test_no_python_repr_reaches_the_report(plain, partner):
+    for result in (plain, partner):
+        text = page_text(result.html)
+        assert not re.search(r"\b[A-Z]\w*\((?:\w+=|')", text), re.findall(r"\b[A-Z]\w*\([^)]{0,40}", text)[:3]
+        assert "<NA>" not in text and " nan " not in f" {text} ".lower() and "NaT" not in text
+        assert re.search(r"version 2025013000 of 2025-01-30, from the bundled data; \d+ days older", text)
 
 
 # ---------------------------------------------------------------- the exporter on its own
@@ -323,13 +418,13 @@ def test_export_drops_scripts_widgets_and_inputs():
 
 def test_cli_refuses_clearly(tmp_path, monkeypatch, capsys, sample_dir):
     out = tmp_path / "out"
-    assert main([str(tmp_path / "missing.csv"), "-o", str(out / "r.html")]) == 2
+    assert main([str(tmp_path / "missing.csv"), "-o", str(out / "r.html")]) == 3
     assert "missing.csv" in capsys.readouterr().err
     assert main([str(sample_dir), "-o", str(out / "r.pdf")]) == 2
     assert ".html" in capsys.readouterr().err
-    assert main([str(sample_dir), "-o", str(out / "r.html"), "--notebook", str(tmp_path / "nope.ipynb")]) == 2
+    assert main([str(sample_dir), "-o", str(out / "r.html"), "--notebook", str(tmp_path / "nope.ipynb")]) == 3
     assert "nope.ipynb" in capsys.readouterr().err
     monkeypatch.setattr(report.shutil, "which", lambda name: None)
-    assert main([str(sample_dir), "-o", str(out / "r.html"), "--pdf"]) == 2
+    assert main([str(sample_dir), "-o", str(out / "r.html"), "--pdf"]) == 4
     assert "chromium" in capsys.readouterr().err.lower()
     assert not out.exists() or list(out.iterdir()) == []

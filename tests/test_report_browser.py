@@ -64,6 +64,24 @@ def test_report_renders_offline_with_every_chart(opened):
     assert blocked == [] and dialogs == []
 
 
+def test_the_proof_is_visible_without_scrolling_past_the_summary(opened):
+    """With the summary's heading at the top of a 1440 x 900 window, the refused range and its table are on
+    screen: the reader meets the proof before anything else."""
+    page, blocked, _ = opened
+    page.set_viewport_size({"width": 1440, "height": 900})
+    summary = page.locator("h2", has_text="Summary").first
+    summary.evaluate("element => element.scrollIntoView({block: 'start'})")
+    proof = page.locator(".exo-proof-finding").first
+    finding = proof.get_by_text("refused 172 of 172 delivery attempts").first
+    refused_row = proof.locator("table.exo-proof tr", has_text="52.100.0.0/14").first
+    for element in (finding, refused_row):
+        box = element.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900, box
+    assert "REFUSED" in refused_row.inner_text()
+    page.screenshot(path=str(SCREENSHOT.with_name("report-proof.png")))
+    assert blocked == []
+
+
 def test_markup_in_a_reply_shows_as_text_and_never_runs(opened):
     page, blocked, dialogs = opened
     assert page.get_by_text(HOSTILE_REPLY).first.is_visible()

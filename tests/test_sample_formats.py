@@ -75,6 +75,15 @@ def test_event_exports_match_the_truth(truth, name):
         unit = "ms" if report.files[0].format in ("tracking_log", "eac_extended") else _precision(report)
         want_times = sorted(expected["timestamp"].dt.floor(unit))
         assert sorted(events["timestamp"].dt.floor(unit)) == want_times
+    if report.files[0].format in ("tracking_log", "eac_extended"):
+        # every attempt names the generator's remote host and IP: from the server fields of a SEND, from the LED of
+        # a DEFER / FAIL (whose server fields name the local server)
+        hops = ["message_id", "recipient", "event", "remote_host", "remote_ip"]
+        tried = expected[expected["event"].isin(["send", "defer", "fail"])]
+        got_hops = events[events["event"].isin(["send", "defer", "fail"])]
+        assert got_hops["remote_host"].notna().all()
+        assert set(got_hops[hops].astype(object).itertuples(index=False)) == set(
+            tried[hops].astype(object).itertuples(index=False))
     # each pair's status is the outcome of its last outcome event in this file
     outcomes = expected[expected["event"].isin(list(OUTCOME))].sort_values("timestamp")
     final = outcomes.groupby(["message_id", "recipient"]).tail(1)

@@ -26,6 +26,7 @@ from analysis.summaries.tables import (
     summarize_domains,
     top_replies,
 )
+from analysis.tagging.tag import tag
 
 T0 = pd.Timestamp("2026-11-16 08:00", tz="UTC")
 
@@ -551,3 +552,60 @@ def test_story_partner_refuses_exactly_one_exchange_online_range(extended_tagged
     others = rates.drop(index="52.100.0.0/14")
     assert len(others) >= 2 and (others["deferral_rate"] == 0).all() and (others["delivered"] > 0).all()
     assert summarize_domains(extended_tagged).iloc[0]["dominant_cause"] == "gateway_block"
+
+
+# ---------------------------------------------------------------- one definition of expiry (issue 13)
+
+# A DNS deferral as Exchange Online writes it (Microsoft, "Fix error code 451 4.4.0 DNS query failed in Exchange
+# Online": https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/
+# fix-error-code-451-4-4-0-dns-query-failed), then the failure that ended the message: either Exchange Online's own
+# expiry (4.4.7, "Message expired", same source) or the recipient's server refusing for an expired *account* (the
+# reply issue 13 quotes). Only the first is the expiry of the message.
+DNS_DEFERRAL = "451 4.4.0 DNS query failed. The error was: DNS query failed with error: ErrorRetry"
+EXPIRY_CASES = {
+    "message expired": ("550 4.4.7 Message expired", "4.4.7", True),
+    "account expired": ("550 5.7.1 Sender account expired", "5.7.1", False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPIRY_CASES))
+def test_expiry_is_one_concept_in_tagging_and_every_summary(case):
+    reply, code, is_expiry = EXPIRY_CASES[case]
+    rows = [event(0, "receive"), event(1, "defer", reply=DNS_DEFERRAL, enhanced_code="4.4.0"),
+            event(60, "defer", reply=DNS_DEFERRAL, enhanced_code="4.4.0"),
+            event(1440, "fail", reply=reply, enhanced_code=code)]
+    events = conform(pd.DataFrame(rows).drop(columns=["cause"]))
+    out = tag(events)
+    failure = out.iloc[3]
+    assert out["cause"].iloc[1] == "dns_failure"
+    # tagging: an expiry takes the cause of its deferrals; a refusal keeps its own
+    assert str(failure["cause_rule"]).startswith("expiry-inherits:") is is_expiry
+    assert (failure["cause"] == "dns_failure") is is_expiry
+    # every summary: the same failure is "expired" exactly when tagging treated it as an expiry
+    outcome = "expired" if is_expiry else "failed"
+    assert message_timelines(out)["outcome"].tolist() == [outcome]
+    numbers = headline(out)
+    assert (numbers["failed"], numbers["expired"]) == (1, int(is_expiry))
+    for table in (summarize_domains(out), by_gateway(out), by_connector(out)):
+        assert table[["failed", "expired"]].to_numpy().tolist() == [[1, int(is_expiry)]]
+    causes = summarize_causes(out).set_index("cause")
+    assert causes.loc[failure["cause"], "failures"] == 1
+    replies = top_replies(out)
+    final = replies[replies["reply"].str.startswith("550").to_numpy(dtype=bool)]
+    assert final[["cause", "failures", "deferrals"]].astype(object).to_numpy().tolist() == [[failure["cause"], 1, 0]]
+    assert queue_ages(out)["T"].tolist() == [0]  # it ended: nothing pending
+    rates = deferral_rate_by_source_range(out)  # no Exchange Online IP in these rows: no attempts to count
+    assert rates.empty
+    # an expiry is no delivery attempt, a refusal is: the retry after the last deferral
+    assert len(retry_intervals(out)) == (1 if is_expiry else 2)
+    assert message_timelines(out)["attempts"].tolist() == [2 if is_expiry else 3]
+
+
+def test_a_path_that_is_no_store_is_named(tmp_path: Path):
+    """Summaries dispatch on the input's type: a store folder goes to Dask, any other path is an error naming it."""
+    with pytest.raises(TypeError, match=r"headline: '.*nothing-here' is no store folder"):
+        headline(str(tmp_path / "nothing-here"))
+    with pytest.raises(TypeError, match="is no store folder"):
+        summarize_domains(tmp_path)
+    with pytest.raises(TypeError, match="expected the tagged events DataFrame, got list"):
+        summarize_causes([1, 2, 3])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 import pytest
 
@@ -260,10 +262,64 @@ def test_expiry_inherits_the_most_frequent_earlier_cause():
     assert not final["transient"]
     assert "STARTTLS" in final["remedy"] or "TLS" in final["remedy"]
     assert out.iloc[5]["cause"] == "recipient_server_down"
-    assert out.iloc[5]["cause_rule"] == "exo-message-expired"
+    assert out.iloc[5]["cause_rule"] == causes.classify_replies([EXPIRED])["rule"].iloc[0]  # its own rule
 
 
 @pytest.mark.parametrize("classify", [True, False])
 def test_empty_events(classify):
     out = tag(events([]), endpoints=ENDPOINTS, classify=classify)
     assert out.empty and check_events(out, TAG_COLUMNS) == []
+
+
+# --- tagged input, confidence (issue 13) ------------------------------------------------------------------------
+def test_tagging_a_tagged_table_returns_it_without_classifying_again(monkeypatch):
+    ev = events([
+        ("m1", "a@fabrikam.example", 0, "defer", TIMEOUT, "40.107.3.4"),
+        ("m1", "a@fabrikam.example", 30, "deliver", "250 2.6.0 Queued mail for delivery", "40.107.3.5"),
+    ])
+    once = tag(ev, endpoints=ENDPOINTS)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("classified again")
+
+    monkeypatch.setattr(sys.modules["analysis.tagging.tag"], "classify_replies", refuse)
+    again = tag(once, endpoints=ENDPOINTS)
+    pd.testing.assert_frame_equal(again, once)
+    assert again is not once  # a new frame: adding a column to it leaves the first alone
+    again["extra"] = 1
+    assert "extra" not in once.columns
+    with pytest.raises(AssertionError, match="classified again"):  # untagged input is classified
+        tag(ev, endpoints=ENDPOINTS)
+
+
+def test_cause_confidence_says_how_the_cause_was_found():
+    ev = events([
+        ("m1", "a@fabrikam.example", 0, "receive", None, None),
+        ("m1", "a@fabrikam.example", 1, "defer", STARTTLS, "40.107.3.4"),  # words of a rule
+        ("m2", "b@fabrikam.example", 2, "defer", VAGUE, "40.107.3.4"),  # its code class only
+        ("m3", "c@fabrikam.example", 3, "fail", "the remote end went away", "40.107.3.4"),  # nothing known
+    ])
+    out = tag(ev, endpoints=ENDPOINTS)
+    assert check_events(out, {**TAG_COLUMNS}) == []
+    shown = out["cause_confidence"].astype(object).where(out["cause_confidence"].notna(), None).tolist()
+    assert shown == [None, "text", "class", "none"]
+    classified = causes.classify_replies(ev["reply"].iloc[1:])
+    assert shown[1:] == classified["confidence"].astype(object).tolist()
+    assert out["cause"].astype(object).tolist()[1:] == ["tls_required", "recipient_server_down", "unknown"]
+
+
+def test_a_cross_event_retag_says_its_confidence_is_the_trace_not_the_code_class():
+    ev = events([
+        ("m1", "a@fabrikam.example", 0, "defer", VAGUE, "40.107.3.4"),  # alone: recipient_server_down by class
+        ("m1", "a@fabrikam.example", 30, "deliver", "250 2.6.0 Queued mail for delivery", "40.107.3.5"),
+        ("m2", "b@fabrikam.example", 0, "defer", VAGUE, "40.107.3.4"),  # never delivered, not failed: stays
+    ])
+    out = tag(ev, endpoints=ENDPOINTS)
+    assert out["cause_rule"].iloc[0] == "cross:deferred-then-delivered"
+    assert out["cause"].iloc[0] == "greylisting" and out["cause_confidence"].iloc[0] == "text"
+    assert not str(out["cause_rule"].iloc[2]).startswith("cross:") and out["cause_confidence"].iloc[2] == "class"
+
+
+def test_tag_of_a_folder_that_is_no_store_names_it(tmp_path):
+    with pytest.raises(TypeError, match=r"tag: .*not-a-store.* is no store folder"):
+        tag(str(tmp_path / "not-a-store"))

@@ -21,10 +21,11 @@ from analysis.ui import (
     RemedyChecklist,
     TableView,
     TimeRange,
+    core,
     forget,
     headless,
 )
-from analysis.ui.core import recall, remember, table_html
+from analysis.ui.core import ResetChoices, recall, remember, table_html
 from analysis.ui.render import filter_rows, page_rows, select_messages, sort_rows, time_steps
 
 SCRIPT = "<script>alert(1)</script>"
@@ -90,6 +91,50 @@ def test_registry_keeps_user_values_until_the_presets_change():
     assert recall(None, {"domain": "a.com"}) == {"domain": "a.com"}
 
 
+def test_reset_remembered_choices(tagged):
+    assert "No remembered choices" in ResetChoices().status.value
+    picker = DomainCauseFilter(tagged, name="02.drill.filter")
+    TableView(tagged, name="02.replies")  # built, never changed: nothing to forget
+    picker.domain_box.value = "gmail.com"
+    reset = ResetChoices()
+    assert reset.remembered == ["02.drill.filter"] and "02.drill.filter" in reset.status.value
+    reset.button.click()
+    assert reset.remembered == [] and "Forgot the choices of 02.drill.filter" in reset.status.value
+    assert "Run the cells below again" in reset.status.value
+    assert DomainCauseFilter(tagged, name="02.drill.filter").domain is None  # the re-run starts from the presets
+    assert reset.reset() == [] and "Nothing was remembered" in reset.status.value
+
+
+def test_a_live_view_leaves_a_saved_copy_that_follows_it(tagged, monkeypatch):
+    shown, copies = [], []
+
+    class Handle:
+        def update(self, item):
+            copies.append(item.data)
+
+    def display(item, display_id=False):
+        shown.append(item)
+        return Handle() if display_id else None
+
+    monkeypatch.setenv("EXO_DEFERRALS_STATIC", "0")  # live: someone sees the widget
+    monkeypatch.setattr(core, "display", display)
+    drill = Drilldown(tagged, name=None)
+    drill._ipython_display_()
+    assert shown[0] is drill.widget and "exo-live" in drill.widget._dom_classes
+    first = shown[1].data
+    assert 'class="exo-saved-copy"' in first and "Domain: all domains" in first
+    assert '<img alt="chart"' in first and "data:image/png;base64," in first  # the journey chart, embedded
+    assert "&lt;script&gt;" in first and SCRIPT not in first  # still escaped
+    drill.filter.domain_box.value = "gmail.com"
+    assert copies and "Domain: gmail.com" in copies[-1] and "ida@gmail.com" in copies[-1]
+    assert "bob@tailspintoys.com" not in copies[-1]  # the copy shows what the widget shows now
+    monkeypatch.setenv("EXO_DEFERRALS_STATIC", "1")  # headless: the static items themselves, no saved copy
+    shown.clear()
+    drill._ipython_display_()
+    assert shown[0] is drill.widget and not any('class="exo-saved-copy"' in str(getattr(i, "data", ""))
+                                                for i in shown[1:])
+
+
 def test_headless_detection_and_override(monkeypatch):
     monkeypatch.delenv("EXO_DEFERRALS_STATIC", raising=False)
     monkeypatch.delenv("SERVER_SOFTWARE", raising=False)
@@ -107,6 +152,16 @@ def test_table_html_escapes_trace_text_and_headers():
     text = table_html(frame)
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "&lt;b&gt;col&lt;/b&gt;" in text and "<NA>" not in text and "&lt;NA&gt;" not in text
+
+
+def test_long_replies_are_cut_with_the_full_text_on_demand():
+    reply = "451 4.7.1 <bob@tailspintoys.com>: Recipient address rejected: " + "policy " * 40 + SCRIPT
+    text = table_html(pd.DataFrame({"reply": [reply, "250 OK"]}).astype("string"))
+    cell = re.search(r"<td>(<details>.*?</details>)</td>", text, re.S).group(1)
+    summary = re.search(r"<summary>(.*?)</summary>", cell, re.S).group(1)
+    assert summary.endswith("…") and len(summary) < 200 and "&lt;bob@tailspintoys.com&gt;" in summary
+    assert cell.endswith("&lt;script&gt;alert(1)&lt;/script&gt;</details>") and SCRIPT not in text  # full, escaped
+    assert "<td>250 OK</td>" in text  # short text as it is
 
 
 # ---------------------------------------------------------------- pure functions
@@ -179,7 +234,7 @@ def test_file_picker_unexpected_error_has_no_traceback(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr("analysis.io.loader.load_trace", boom)
+    monkeypatch.setattr("analysis.ui.views.open_trace", boom)  # what FilePicker loads with
     picker = FilePicker(tmp_path / "trace.csv", name=None)
     assert "unexpected problem (KeyError: 'surprise')" in picker.error
     assert "Traceback" not in picker.status.value and "KeyError" in picker.details()
@@ -243,12 +298,37 @@ def test_domain_cause_filter(tagged):
     assert "fabrikam.com" in labels  # domains without problems are choosable too
     assert [v for _, v in picker.cause_box.options][1] == "gateway_block"
     picker.domain_box.value = "adventure-works.com"
-    assert chosen == [("adventure-works.com", None)]
+    assert chosen == [("adventure-works.com", None)]  # one callback, none for the narrowed cause list
     assert set(picker.selection(tagged)["trace_id"]) == {"t3"}
-    picker.cause = "gateway_block"
-    assert chosen[-1] == ("adventure-works.com", "gateway_block") and picker.selection(tagged).empty
+    assert [v for _, v in picker.cause_box.options] == ["", "greylisting"]  # the domain narrows the causes
+    picker.cause = "gateway_block"  # not a cause of that domain: the domain stays, the note says why
+    assert chosen[-1] == ("adventure-works.com", None) and set(picker.selection(tagged)["trace_id"]) == {"t3"}
+    assert "no message to adventure-works.com was deferred or failed for gateway_block" in picker.note.value
+    picker.cause_box.value = "greylisting"
+    assert chosen[-1] == ("adventure-works.com", "greylisting")
     again = DomainCauseFilter(tagged, name="drill")
-    assert (again.domain, again.cause) == ("adventure-works.com", "gateway_block")
+    assert (again.domain, again.cause) == ("adventure-works.com", "greylisting")
+
+
+def test_domain_and_cause_choices_narrow_each_other(tagged):
+    picker = DomainCauseFilter(tagged, name=None)
+    picker.cause_box.value = "gateway_block"
+    assert [label for label, _ in picker.domain_box.options] == [
+        "(all domains)", "tailspintoys.com — 2 messages, 4 deferrals/failures"]
+    picker.cause_box.value = ""  # back to all causes: every domain again, with its own counts
+    assert len(picker.domain_box.options) == 5 and "fabrikam.com" in [v for _, v in picker.domain_box.options]
+    picker.domain_box.value = "gmail.com"
+    assert [label for label, _ in picker.cause_box.options] == [
+        "(all causes)", "auth_policy — 1 messages, 1 deferrals/failures"]
+    picker.domain_box.value = "fabrikam.com"  # delivered only: no cause to narrow to
+    assert [v for _, v in picker.cause_box.options] == [""]
+    # every offered pair selects messages: no empty table is reachable from the boxes
+    for domain in [v for _, v in DomainCauseFilter(tagged, name=None).domain_box.options]:
+        picker.domain_box.value = domain
+        for _, cause in picker.cause_box.options:
+            picker.cause_box.value = cause
+            assert not picker.selection(tagged).empty, (domain, cause)
+        picker.cause_box.value = ""
 
 
 def test_domain_cause_filter_preset_from_parameters(tagged):
@@ -411,6 +491,17 @@ def test_drilldown_follows_the_domain_and_cause(tagged):
     assert "ida@gmail.com" in static
 
 
+def test_drilldown_empty_selection_says_so_and_shows_no_broken_image(tagged):
+    drill = Drilldown(tagged[tagged["recipient_domain"].astype(str) != "gmail.com"], name=None)
+    assert drill.journey.image.layout.display is None and not drill.empty.value
+    drill.filter.domain_box.value = "fabrikam.com"  # delivered without deferral: its message shows
+    assert list(drill.messages.data["recipient"]) == ["joe@fabrikam.com"]
+    empty = Drilldown(tagged.iloc[:0], name=None)
+    assert "This trace has no messages to show." in empty.empty.value
+    assert empty.results.layout.display == "none" and empty.journey.image.layout.display == "none"
+    assert [item.data for item in empty.static()][-1] == empty.empty.value
+
+
 def test_drilldown_preset_from_parameters(tagged):
     drill = Drilldown(tagged, domain="tailspintoys.com", message="t2", name="drill")
     assert drill.filter.domain == "tailspintoys.com" and drill.journey.message == "t2 → eve@tailspintoys.com"
@@ -427,3 +518,39 @@ def test_remedy_checklist(tagged):
     assert RemedyChecklist(tagged, name="remedies").done["gateway_block"]
     empty = RemedyChecklist(tagged[tagged["event"] == "deliver"], name=None)
     assert empty.boxes == {} and "no remedies needed" in empty.static()[0].data
+
+
+def test_every_chart_gets_png_and_svg_downloads(tmp_path):
+    import base64
+    import re
+
+    from matplotlib.figure import Figure
+
+    from analysis.ui.core import chart_downloads_html
+
+    figure = Figure(label="trend")
+    figure.subplots().plot([0, 1], [1, 0])
+    page = chart_downloads_html(figure, directory=tmp_path)
+    written = sorted(p.suffix for p in tmp_path.iterdir())
+    assert written == [".png", ".svg"] and all(p.name.startswith("trend-") for p in tmp_path.iterdir())
+    links = dict(re.findall(r'download="[^"]+(\.png|\.svg)" href="data:[^;]+;base64,([^"]+)"', page))
+    assert base64.b64decode(links[".png"]).startswith(b"\x89PNG") and b"<svg" in base64.b64decode(links[".svg"])
+
+
+def test_window_chart_follows_the_slider_with_its_table(tagged, tmp_path, monkeypatch):
+    from analysis.charts import plot_top_domains
+    from analysis.summaries.tables import summarize_domains
+    from analysis.ui.views import WindowChart
+
+    monkeypatch.chdir(tmp_path)  # the chart downloads go to ./exports
+    window = TimeRange(tagged, name=None)
+    table = TableView(summarize_domains(tagged), name=None)
+    view = WindowChart(window, tagged, lambda frame: plot_top_domains(summarize_domains(frame)),
+                       table=summarize_domains, table_view=table)
+    before, everything = view.png, len(view.frame)
+    assert everything == len(tagged) and f"{everything:,} events" in view.caption.value
+    window.end = window.start  # the first hour only: fewer events, another chart, another table
+    assert len(view.frame) < everything and view.png != before
+    assert f"{len(view.frame):,} events" in view.caption.value
+    assert set(table.data["recipient_domain"]) == set(view.frame["recipient_domain"].astype(str))
+    assert "image/svg+xml" in view.downloads.value and sorted(p.suffix for p in (tmp_path / "exports").iterdir())

@@ -1,6 +1,6 @@
 """Build the bundled Microsoft 365 endpoints snapshot and the recorded web-service answers used by tests.
 
-Inputs (verbatim copies of ../shared/reference/endpoints/, kept in tests/data/endpoints/):
+Inputs (verbatim copies of docs/reference/endpoints/, kept in tests/data/endpoints/):
 
 * ``worldwide-2020122300-verbatim.json`` - a saved 2020-12 ``/endpoints/Worldwide`` answer (all areas);
 * ``exchange-sets-2025013000-derived.json`` - the Exchange sets of version 2025013000, reconstructed by

@@ -35,6 +35,7 @@ import netaddr
 import numpy as np
 import pandas as pd
 
+from analysis.backends import rows as dask_rows
 from analysis.backends.dask import is_dask
 from analysis.core.errors import AllowListError
 from analysis.core.schema import STRING
@@ -176,7 +177,7 @@ def _entry(token: str, line: int, fmt: str, *, allow: bool = True, group: str | 
         networks, note = found
         return Entry(line, token, "ip", allow=allow, group=group, networks=networks, note=note)
     name = token.strip().lower().rstrip(".")
-    if ("." in name.lstrip("*.")) and _HOST_RE.match(name):
+    if ("." in name.lstrip("*.")) and _HOST_RE.match(name) and not name.rsplit(".", 1)[-1].isdigit():
         if name.startswith("*."):
             return Entry(line, token, "host", allow=allow, group=group, host=name[2:], subdomains=True,
                          exact=False)
@@ -583,8 +584,6 @@ class AllowListAudit:
         columns = {"message_id": STRING, "recipient": STRING, "recipient_domain": STRING, "remote_host": STRING,
                    "deferrals": "Int64", "failures": "Int64", "exo_ips": STRING, "missing_ranges": STRING}
         if is_dask(events):  # a Dask DataFrame or a store: its deferrals and failures, computed on the cluster
-            from analysis.backends import rows as dask_rows
-
             needed = [c for c in ("exo_ip", "event", "message_id", "recipient", "recipient_domain", "remote_host")
                       if c in events.columns]
             events = dask_rows.first_rows(events, None, _deferred_or_failed, columns=needed)[0]

@@ -1,20 +1,36 @@
-"""``exo-deferrals ingest``."""
+"""``exo-deferrals ingest``: add trace exports to a Parquet store of tagged events (Dask; any size)."""
 
 from __future__ import annotations
 
-import argparse
 import os
-from typing import Any
+from pathlib import Path
 
 from analysis.backends import dask as dask_engine
+from analysis.cli.common import (
+    FINDINGS,
+    OK,
+    UNUSABLE,
+    USAGE,
+    CommandError,
+    Parser,
+    add_load_options,
+    command,
+    load_options,
+    paths_exist,
+    positive_int,
+    require_extra,
+    trace_error,
+)
 from analysis.core.errors import TraceLoadError
 from analysis.store.ingest import CHUNK_ROWS, PARTITION_ROWS, ingest
 
 
+@command("ingest")
 def main(argv: list[str] | None = None) -> int:
-    """``exo-deferrals ingest TRACE... --store DIR``: add exports to a Parquet store (Dask), print the report."""
-
-    parser = argparse.ArgumentParser(prog="exo-deferrals ingest", description=main.__doc__)
+    """Add exports to a Parquet store (Dask) and print what each file added."""
+    parser = Parser("ingest", "Add trace exports to a Parquet store of tagged events, partitioned by day, for "
+                              "traces bigger than memory. Needs the dask extra: pip install \"exo-deferrals[dask]\". "
+                              "Re-ingesting a file adds nothing.")
     parser.add_argument("paths", nargs="+", help="export files, folders or glob patterns")
     parser.add_argument("--store", required=True, help="the store folder (created when missing)")
     parser.add_argument("--scheduler", default=os.environ.get(dask_engine.ENV_SCHEDULER),
@@ -22,28 +38,27 @@ def main(argv: list[str] | None = None) -> int:
                              f"(default: ${dask_engine.ENV_SCHEDULER}, else threads in this process)")
     parser.add_argument("--tenant-domain", action="append", dest="tenant_domains", metavar="DOMAIN",
                         help="one of your accepted domains (repeat; kept by the store; default: inferred)")
-    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help="rows per piece of a big CSV")
-    parser.add_argument("--partition-rows", type=int, default=PARTITION_ROWS, help="events per store partition")
-    parser.add_argument("--dayfirst", choices=["yes", "no"], help="force day-first or month-first dates")
-    parser.add_argument("--date-format", help="strptime pattern of the dates, e.g. '%%d.%%m.%%Y %%H:%%M:%%S'")
-    parser.add_argument("--tz-offset", help="time zone of exports written in the admin's zone, e.g. +01:00")
+    parser.add_argument("--chunk-rows", type=positive_int, default=CHUNK_ROWS, help="rows per piece of a big CSV")
+    parser.add_argument("--partition-rows", type=positive_int, default=PARTITION_ROWS,
+                        help="events per store partition")
+    add_load_options(parser)
     args = parser.parse_args(argv)
-    options: dict[str, Any] = {}
-    if args.dayfirst:
-        options["dayfirst"] = args.dayfirst == "yes"
-    if args.date_format:
-        options["format"] = args.date_format
-    if args.tz_offset:
-        options["tz_offset"] = args.tz_offset
+    require_extra("dask", "dask.dataframe", *(["distributed"] if args.scheduler else []))
+    store = Path(args.store)
+    if store.exists() and not dask_engine.is_dask(store) and (not store.is_dir() or any(store.iterdir())):
+        raise CommandError(f"--store {store}: is not an exo-deferrals store (expected a new or empty folder, or a "
+                           "store made by ingest)", USAGE)
+    paths_exist(args.paths)
     client = dask_engine.connect(args.scheduler) if args.scheduler else None
     try:
-        result = ingest(args.paths, args.store, chunk_rows=args.chunk_rows, partition_rows=args.partition_rows,
-                        tenant_domains=args.tenant_domains, **options)
-    except (TraceLoadError, FileExistsError, ValueError) as exc:
-        print(f"error: {exc}")
-        return 2
+        result = ingest(args.paths, store, chunk_rows=args.chunk_rows, partition_rows=args.partition_rows,
+                        tenant_domains=args.tenant_domains, **load_options(args))
+    except TraceLoadError as exc:
+        raise trace_error(exc, args.paths) from None
+    except ValueError as exc:
+        raise CommandError(str(exc), UNUSABLE) from None
     finally:
         if client is not None:
             dask_engine.close(client)
     print(result.summary())
-    return 0 if result.ok else 1
+    return OK if result.ok else FINDINGS

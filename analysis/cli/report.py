@@ -1,42 +1,103 @@
-"""``exo-deferrals report``."""
+"""``exo-deferrals report``: trace exports into a shareable HTML report."""
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import os
+import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 
+from analysis.backends.dask import is_dask
+from analysis.cli.common import (
+    FINDINGS,
+    MISSING,
+    OK,
+    UNUSABLE,
+    USAGE,
+    CommandError,
+    Parser,
+    check_output,
+    command,
+    paths_exist,
+    trace_error,
+)
 from analysis.core.errors import TraceLoadError
-from analysis.report.notebook import REPORT_NOTEBOOK, ReportError, render_report
+from analysis.report.notebook import CHROMIUM, REPORT_NOTEBOOK, ReportError, render_report
+
+# what the notebook kernel and Jupyter write to standard error about themselves, not about the report
+JUPYTER_NOISE = re.compile(r"Kernel is running over TCP without encryption|^\[\w+App\]|^\s*$|DeprecationWarning|"
+                           r"warnings\.warn\(|Debugger warning|frozen modules|PYDEVD_DISABLE_FILE_VALIDATION|"
+                           r"-Xfrozen_modules|to python to disable frozen modules|Note: Debugging will proceed")
 
 
+@command("report")
 def main(argv: list[str] | None = None) -> int:
-    """``exo-deferrals report``: 0 when the report is written (files that did not load are listed in it and on
-    stderr), 2 when it cannot be."""
-    parser = argparse.ArgumentParser(prog="exo-deferrals report", description=__doc__.splitlines()[0])
+    """Render the investigation of TRACE into a shareable HTML report."""
+    parser = Parser("report", "Run the report notebook on the trace exports and write a self-contained HTML "
+                              "report (no scripts, images embedded), its charts and tables beside it. Exit 1 "
+                              "when the report is written but some inputs did not load or a --partner is "
+                              "absent (said at its top and on standard error).")
     parser.add_argument("paths", nargs="+", metavar="TRACE", help="trace export files, folders or glob patterns")
     parser.add_argument("-o", "--output", required=True, help="the HTML report to write (e.g. build/report.html)")
     parser.add_argument("--allowlist", metavar="FILE", help="the recipient gateway's allow-list to audit")
     parser.add_argument("--redact", action="store_true", help="pseudonymize addresses, subjects and message ids")
     parser.add_argument("--redact-domains", action="store_true", help="also pseudonymize domains (implies --redact)")
+    parser.add_argument("--partner", action="append", default=[], metavar="DOMAIN",
+                        help="only the messages to this recipient domain, for its admin (repeatable)")
     parser.add_argument("--title", help="the report's title")
     parser.add_argument("--pdf", action="store_true", help="also print the report to PDF with Chromium")
     parser.add_argument("--notebook", help=f"the report notebook (default {REPORT_NOTEBOOK})")
     args = parser.parse_args(argv)
+    check_output(args.output, (".html", ".htm"))
+    paths_exist(args.paths)
+    stores = [path for path in args.paths if is_dask(path)]
+    if stores:  # render_report loads exports; the report notebook itself reads a store (its dask_scheduler)
+        raise CommandError(f"{stores[0]}: is a store made by `exo-deferrals ingest`; report reads exports (expected "
+                           "export files; for a store run notebooks/04_share_report.ipynb with dask_scheduler set)",
+                           USAGE)
+    for option, path in (("--allowlist", args.allowlist), ("--notebook", args.notebook)):
+        if path and not os.path.isfile(path):
+            raise CommandError(f"{option} {path}: no such file", UNUSABLE)
+    if args.pdf and not shutil.which(CHROMIUM):
+        raise CommandError(f"--pdf needs Chromium ({CHROMIUM!r} is not on PATH; on Debian: apt-get install "
+                           "chromium)", MISSING)
     try:
-        result = render_report(args.paths, args.output, allowlist=args.allowlist, redact=args.redact,
-                               redact_domains=args.redact_domains, title=args.title, pdf=args.pdf,
-                               notebook=args.notebook)
-    except (ReportError, TraceLoadError) as error:
-        print(f"exo-deferrals report: {error}", file=sys.stderr)
-        return 2
+        with _quiet_jupyter():
+            result = render_report(args.paths, args.output, allowlist=args.allowlist, redact=args.redact,
+                                   redact_domains=args.redact_domains, title=args.title, pdf=args.pdf,
+                                   notebook=args.notebook, partners=args.partner)
+    except TraceLoadError as error:
+        raise trace_error(error, args.paths) from None
+    except ReportError as error:
+        raise CommandError(str(error), MISSING) from None
     for path in result.files:
         print(path)
     print(f"{result.events:,} events{' (redacted)' if result.redacted else ''}, {result.seconds:.1f} s",
           file=sys.stderr)
-    for error in result.load_errors:
-        print(f"not loaded: {error}", file=sys.stderr)
-    return 0
+    for problem in result.problems:
+        print(f"exo-deferrals report: {problem}", file=sys.stderr)
+    return FINDINGS if result.problems else OK
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+@contextlib.contextmanager
+def _quiet_jupyter() -> Iterator[None]:
+    """Standard error of this process and of the notebook kernel it starts (which inherits it) goes to a
+    temporary file; afterwards every line but Jupyter's messages about itself is shown."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", errors="replace").splitlines()
+                    if not JUPYTER_NOISE.search(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)

@@ -1,6 +1,6 @@
 """The canonical events table: column names, dtypes and helpers that enforce them.
 
-This is the contract of ../shared/design.md ("Canonical events table"). Every reader produces exactly
+This is the contract of docs/design.md ("Canonical events table"). Every reader produces exactly
 these columns; absent facts are NA, never invented. Tag columns are added by :func:`analysis.tag`.
 """
 
@@ -26,6 +26,9 @@ CAUSES = (
     "tls_required", "content_rejected", "message_too_large", "sender_restricted", "routing_config",
     "unknown",
 )
+# how the cause of a row was found (analysis.reference.causes: classify_replies' column "confidence"): a rule
+# matching the reply's text, its enhanced status code, its code class only, or nothing
+CONFIDENCES = ("text", "code", "class", "none")
 
 # column -> dtype, in the order the table is shown
 EVENT_COLUMNS: dict[str, object] = {
@@ -59,12 +62,15 @@ TAG_COLUMNS: dict[str, object] = {
     "cause": pd.CategoricalDtype(CAUSES),
     "transient": "boolean",
     "cause_rule": STRING,
+    "cause_confidence": pd.CategoricalDtype(CONFIDENCES),
     "cause_evidence": STRING,
     "remote_in_m365": "boolean",
     "exo_ip_published": "boolean",
     "endpoint_set": "Int64",
     "gateway": "category",
 }
+# what tagging adds besides: the cause's explanation and remedy (text of the cause rules, few distinct values)
+EXTRA_TAG_COLUMNS: dict[str, object] = {"cause_explanation": "category", "remedy": "category"}
 
 def empty_events() -> pd.DataFrame:
     """An events table with no rows and every canonical column in its dtype."""

@@ -2,7 +2,8 @@
 
 PowerShell's Export-Csv writes DateTime values in the exporting machine's culture (en-US ``11/28/2026 3:04:05 PM``,
 en-GB/fr ``28/11/2026 15:04:05``, de-DE ``28.11.2026 15:04:05``); EAC reports and tracking logs use ISO 8601 with up
-to 7 fractional digits and ``Z``; Excel re-saves drop the seconds. Parsing uses pyarrow's vectorized strptime.
+to 7 fractional digits and ``Z``; Excel re-saves drop the seconds; the EAC's detail view shows
+``Nov 28, 2026 3:04:05 PM``. Parsing uses pyarrow's vectorized strptime.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _EARLIEST, _LATEST = pd.Timestamp("1678-01-01"), pd.Timestamp("2262-01-01")
 # directive, and the largest value a rolled-over result has in it
 _ROLLOVER = (("day", "%d", pc.day, 3), ("second", "%S", pc.second, 0))
 _DIRECTIVE_REGEX = {"%d": r"\d{1,2}", "%S": r"\d{1,2}", "%m": r"\d{1,2}", "%H": r"\d{1,2}", "%I": r"\d{1,2}",
-                    "%M": r"\d{1,2}", "%Y": r"\d{4}", "%p": "[AaPp][Mm]", "%%": "%"}
+                    "%M": r"\d{1,2}", "%Y": r"\d{4}", "%p": "[AaPp][Mm]", "%b": "[A-Za-z]{3}", "%%": "%"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ CANDIDATES: tuple[DateFormat, ...] = (
     DateFormat("%d.%m.%Y %H:%M", "DMY", "de-DE without seconds, as Excel saves it (28.11.2026 15:04)"),
     DateFormat("%d-%m-%Y %H:%M:%S", "DMY", "nl-NL (28-11-2026 15:04:05)"),
     DateFormat("%Y/%m/%d %H:%M:%S", "YMD", "ja-JP/zh-CN (2026/11/28 15:04:05)"),
+    # the EAC's message-trace detail view, as admins copy it (tests/data/real/detail_qa176723_eac_view_oof_drop.txt)
+    DateFormat("%b %d, %Y %I:%M:%S %p", "MDY", "en-US month name, as the EAC shows it (Nov 28, 2026 3:04:05 PM)"),
 )
 
 

@@ -2,13 +2,24 @@
 
 Column names are compared after normalization (lower case, letters and digits only), so ``RecipientAddress``,
 ``recipient_address`` and ``recipient-address`` are the same column. Sources of every layout:
-../shared/reference/exchange-formats.md.
+docs/reference/exchange-formats.md.
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from analysis.core.columns import map_unique
+from analysis.core.schema import STRING
+
+if TYPE_CHECKING:
+    from analysis.io.report import FileReport
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]")
 
@@ -31,6 +42,7 @@ class TraceFormat:
     timestamp_prefix: str | None = None  # a column whose normalized name starts with this holds the time
     timestamp_utc: bool = True  # False: times are in the exporting admin's zone
     extras: dict[str, tuple[str, ...]] = field(default_factory=dict)  # optional hints, e.g. directionality
+    statuses: str = "statuses"  # the section of analysis/io/data/vocabularies.toml its status values come from
 
     def source_for(self, canonical: str, present: dict[str, str]) -> str | None:
         """The original header name feeding ``canonical`` in a file whose normalized headers are ``present``."""
@@ -45,6 +57,19 @@ class TraceFormat:
         lacking += [" or ".join(group) for group in self.any_of if not present.intersection(group)]
         return lacking
 
+
+# the #Fields of Exchange 2016/2019 message-tracking logs; 2013 stops at custom-data, 2010 also lacks
+# network-message-id (learn.microsoft.com/exchange/mail-flow/transport-logs/message-tracking, exchange-formats.md s.6)
+TRACKING_FIELDS_2016 = (
+    "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context", "connector-id",
+    "source", "event-id", "internal-message-id", "message-id", "network-message-id", "recipient-address",
+    "recipient-status", "total-bytes", "recipient-count", "related-recipient-address", "reference", "message-subject",
+    "sender-address", "return-path", "message-info", "directionality", "tenant-id", "original-client-ip",
+    "original-server-ip", "custom-data", "transport-traffic-type", "log-id", "schema-version",
+)
+TRACKING_FIELD_SETS = {30: ("2016/2019", TRACKING_FIELDS_2016), 27: ("2013", TRACKING_FIELDS_2016[:27]),
+                       26: ("2010", tuple(f for f in TRACKING_FIELDS_2016[:27] if f != "network-message-id"))}
+_TRACKING_ROW = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z,")
 
 _TRACKING_COLUMNS: dict[str, tuple[str, ...]] = {
     "timestamp": ("datetimeutc", "datetime"),
@@ -170,46 +195,64 @@ FORMATS: tuple[TraceFormat, ...] = (
             "client_ip": ("fromip",),
         },
     ),
+    # Microsoft Graph message trace as pulled (JSON read by analysis/io/graph.py; the same names in a CSV too)
+    TraceFormat(
+        name="graph_messagetrace",
+        statuses="graph",
+        label="Microsoft Graph message trace (list)",
+        layout="summary",
+        signature=("receiveddatetime", "senderaddress", "recipientaddress", "status"),
+        columns={"timestamp": ("receiveddatetime",), "message_id": ("messageid",), "trace_id": ("id",),
+                 "sender": ("senderaddress",), "recipient": ("recipientaddress",), "subject": ("subject",),
+                 "size_bytes": ("size",), "status": ("status",), "remote_ip": ("toip",), "client_ip": ("fromip",)},
+    ),
+    TraceFormat(
+        name="graph_messagetrace_detail",
+        statuses="graph",
+        label="Microsoft Graph message-trace details",
+        layout="events",
+        signature=("datetime", "event", "description", "id"),
+        columns={"timestamp": ("datetime",), "message_id": ("messageid",), "trace_id": ("id",),
+                 "sender": ("senderaddress",), "recipient": ("recipientaddress",), "subject": ("subject",),
+                 "size_bytes": ("size",), "event": ("event",), "reply": ("description",), "status": ("status",)},
+    ),
 )
 
 BY_NAME = {f.name: f for f in FORMATS}
 
-STATUS_VALUES = {
-    "delivered": "delivered",
-    "pending": "pending",
-    "failed": "failed",
-    "expanded": "expanded",
-    "quarantined": "quarantined",
-    "filteredasspam": "filtered_as_spam",
-    "gettingstatus": "getting_status",
-    "none": "none",
-}
+def _vocabularies() -> dict[str, dict]:
+    """analysis/io/data/vocabularies.toml: every known event/status value, its canonical value and its source."""
+    with resources.files("analysis.io").joinpath("data/vocabularies.toml").open("rb") as handle:
+        return tomllib.load(handle)
+
+
+VOCABULARIES = _vocabularies()
+TRACKING_EVENTS = {normalize(k): v["event"] for k, v in VOCABULARIES["tracking_events"].items()}
+DETAIL_EVENTS = {normalize(k): v["event"] for k, v in VOCABULARIES["detail_events"].items()}
+# status values per vocabulary section a format names (TraceFormat.statuses): Exchange's exports, Graph's enum
+STATUS_VOCABULARIES = {section: {normalize(k): v["status"] for k, v in VOCABULARIES[section].items()}
+                       for section in ("statuses", "graph")}
 # a summary row is one observation of the message's state: the event it stands for
-STATUS_EVENT = {
-    "delivered": "deliver",
-    "failed": "fail",
-    "pending": "defer",
-    "expanded": "expand",
-    "none": "drop",
-    "quarantined": "other",
-    "filtered_as_spam": "other",
-    "getting_status": "other",
-}
-EVENT_VALUES = {
-    "receive": "receive",
-    "submit": "submit",
-    "send": "send",
-    "deliver": "deliver",
-    "defer": "defer",
-    "fail": "fail",
-    "deliverfail": "fail",
-    "drop": "drop",
-    "expand": "expand",
-    "transfer": "transfer",
-    "resolve": "resolve",
-    "resolved": "resolve",
-    "redirect": "resolve",
-}
+STATUS_EVENT = {v["status"]: v["event"] for section in ("statuses", "graph") for v in VOCABULARIES[section].values()}
+def known_values(frame: pd.DataFrame, column: str, vocabulary: dict[str, str], what: str, outcome: str,
+                 report: FileReport) -> pd.Series:
+    """``frame[column]`` in canonical values (analysis/io/data/vocabularies.toml); each value outside the vocabulary
+    is named in a warning with its rows' lines, never turned into ``other`` in silence."""
+    values = frame[column]
+    mapped = map_unique(values, lambda v: v.str.lower().str.replace(r"[^a-z0-9]", "", regex=True)
+                        .map(vocabulary).astype(STRING))
+    unknown = mapped.isna() & values.notna()
+    if unknown.any():
+        lines = frame.loc[unknown, "__line__"].groupby(values[unknown].astype(object).to_numpy()).unique()
+        for value, at in lines.items():
+            shown = ", ".join(map(str, at[:10])) + (f" and {len(at) - 10} more" if len(at) > 10 else "")
+            report.unknown_values.append(f"{what} value {str(value)[:60]!r} is not one the kit knows "
+                                         f"(analysis/io/data/vocabularies.toml): {len(at)} rows, {outcome} "
+                                         f"(line{'s' if len(at) > 1 else ''} {shown})")
+            report.warnings.append(report.unknown_values[-1])
+    return mapped
+
+
 # the status a message+recipient ends in when its last outcome event is this one
 OUTCOME_STATUS = {"send": "delivered", "deliver": "delivered", "fail": "failed", "defer": "pending",
                   "drop": "none", "expand": "expanded"}
@@ -244,6 +287,14 @@ def detect(header: list[str], *, is_tracking_log: bool = False) -> Detection:
     if nearest.timestamp_prefix and not _prefixed(keys, nearest.timestamp_prefix):
         lacking += (f"{nearest.timestamp_prefix}…",)
     return Detection(None, present, nearest, lacking)
+
+
+def headerless_tracking_fields(first_row: list[str], line: str) -> tuple[str, tuple[str, ...]] | None:
+    """(version, #Fields) of a message-tracking log whose header lines were stripped (log shippers do), judged by
+    its first row: an ISO ``...Z`` time, then as many fields as one of the documented field sets; else None."""
+    if not _TRACKING_ROW.match(line):
+        return None
+    return TRACKING_FIELD_SETS.get(len(first_row))
 
 
 def _prefixed(keys: set[str], prefix: str) -> bool:

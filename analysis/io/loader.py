@@ -3,159 +3,60 @@
 Each file is sniffed for encoding, delimiter, format (by its header) and date locale, parsed with pyarrow,
 mapped to the canonical columns of :mod:`analysis.core.schema`, and accounted for row by row:
 rows read = rows loaded + rows rejected + duplicates removed, and every rejected row has its line and reason.
+The readers of each export family: :mod:`analysis.io.csvparse` (rows of any CSV), :mod:`analysis.io.tracking`
+(message-tracking logs, the EAC extended report), :mod:`analysis.io.eac` (EAC summary reports),
+:mod:`analysis.io.graph` (Microsoft Graph JSON); the summary and detail exports are mapped here. Inputs (folders,
+archives, compressed files): :mod:`analysis.io.inputs`; the report: :mod:`analysis.io.report`.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
-import glob
-import html
-import os
-import re
-import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
 from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pv
 
 from analysis.core.columns import map_unique, to_arrow
+from analysis.core.concepts import address_domain
 from analysis.core.errors import NotATraceError, TraceLoadError
 from analysis.core.schema import EVENT_COLUMNS, STRING, conform, empty_events
-from analysis.io import dates, textio
+from analysis.io import dates, graph, textio
+from analysis.io.csvparse import (
+    Parsed,
+    detect_format,
+    drop_repeated_headers,
+    first_content_line,
+    head_line_offsets,
+    line_text,
+    parse_rows,
+)
+from analysis.io.eac import explode_recipient_status
 from analysis.io.formats import (
     BY_NAME,
-    EVENT_VALUES,
+    DETAIL_EVENTS,
     OUTCOME_STATUS,
     STATUS_EVENT,
-    STATUS_VALUES,
+    STATUS_VOCABULARIES,
     TraceFormat,
-    detect,
     header_utc_offset,
-    normalize,
+    headerless_tracking_fields,
+    known_values,
     timestamp_column,
 )
+from analysis.io.inputs import TRACE_SUFFIXES, PathLike, expand_paths, is_trace_like, not_trace_like
+from analysis.io.report import FileReport, LoadReport
+from analysis.io.tracking import explode_tracking, parse_tracking_log
+from analysis.reference.replies import parse_replies
 
-PathLike = str | os.PathLike[str]
 Progress = Callable[[int, int, str], None]
 
 TENANT_MIN_ROWS, TENANT_MIN_SHARE = 20, 0.01  # a sender domain this busy outbound is taken as the tenant's
-TRACE_SUFFIXES = {".csv", ".txt", ".log", ".tsv", ".zip", ".xlsx", ".xls"}  # spreadsheets: to say "save as CSV"
-_CONTENT = re.compile(rb"\S")
-_BIG_BLOCK = 1 << 26  # pyarrow block size for files with records longer than its default block
-
-
-@dataclass
-class FileReport:
-    """What happened to one input file."""
-
-    path: str
-    format: str | None = None
-    format_label: str | None = None
-    encoding: str | None = None
-    delimiter: str | None = None
-    date_format: str | None = None
-    date_order: str | None = None
-    time_zone: str | None = None
-    rows_read: int = 0
-    rows_loaded: int = 0
-    rows_rejected: int = 0
-    duplicates_removed: int = 0
-    events: int = 0
-    rejects: list[tuple[int | None, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    skipped: str | None = None  # why a file found in a folder, glob or archive is not a trace export
-
-    def reject(self, line: int | None, reason: str) -> None:
-        self.rejects.append((line, reason))
-        self.rows_rejected += 1
-
-    @property
-    def balanced(self) -> bool:
-        """True when every row read is accounted for."""
-        return self.rows_read == self.rows_loaded + self.rows_rejected + self.duplicates_removed
-
-
-@dataclass
-class LoadReport:
-    """Per-file accounting of a :func:`load_trace` call."""
-
-    files: list[FileReport] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when no file failed."""
-        return all(f.error is None for f in self.files)
-
-    @property
-    def errors(self) -> list[str]:
-        return [f"{f.path}: {f.error}" for f in self.files if f.error]
-
-    @property
-    def loaded_files(self) -> list[FileReport]:
-        """Files read as trace exports (not failed, not skipped)."""
-        return [f for f in self.files if f.error is None and f.skipped is None]
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per file: format, encoding, delimiter, date order, row counts, warnings, error."""
-        rows = [
-            {
-                "file": f.path, "format": f.format_label or f.format, "encoding": f.encoding,
-                "delimiter": {",": "comma", ";": "semicolon", "\t": "tab"}.get(f.delimiter or "", f.delimiter),
-                "date_format": f.date_format, "date_order": f.date_order, "time_zone": f.time_zone,
-                "rows_read": f.rows_read, "rows_loaded": f.rows_loaded, "rows_rejected": f.rows_rejected,
-                "duplicates_removed": f.duplicates_removed, "events": f.events,
-                "warnings": "; ".join(f.warnings), "error": f.error or "",
-                "skipped": f.skipped or "",
-            }
-            for f in self.files
-        ]
-        return pd.DataFrame(rows, columns=[
-            "file", "format", "encoding", "delimiter", "date_format", "date_order", "time_zone", "rows_read",
-            "rows_loaded", "rows_rejected", "duplicates_removed", "events", "warnings", "error", "skipped",
-        ])
-
-    def rejects_frame(self) -> pd.DataFrame:
-        """One row per rejected input row: file, line, reason."""
-        rows = [(f.path, line, reason) for f in self.files for line, reason in f.rejects]
-        frame = pd.DataFrame(rows, columns=["file", "line", "reason"])
-        frame["line"] = frame["line"].astype("Int64")
-        return frame
-
-    def summary(self) -> str:
-        """Plain-text account, one paragraph per file."""
-        parts = []
-        for f in self.files:
-            if f.error:
-                parts.append(f"{f.path}: NOT LOADED: {f.error}")
-                continue
-            if f.skipped:
-                parts.append(f"{f.path}: skipped, not a trace export: {f.skipped}")
-                continue
-            line = (f"{f.path}: {f.format_label} | {f.encoding}, delimiter {f.delimiter!r}, dates {f.date_format} "
-                    f"({f.date_order}), {f.time_zone} | read {f.rows_read}, loaded {f.rows_loaded}, "
-                    f"rejected {f.rows_rejected}, duplicates removed {f.duplicates_removed}, events {f.events}")
-            parts.append("\n  ".join([line, *(f"warning: {w}" for w in f.warnings),
-                                       *(f"line {ln}: {why}" for ln, why in f.rejects[:20]),
-                                       *([f"... and {len(f.rejects) - 20} more rejected rows"]
-                                         if len(f.rejects) > 20 else [])]))
-        return "\n".join(parts) or "no files"
-
-    __str__ = summary
-
-    def _repr_html_(self) -> str:
-        noteworthy = any(f.warnings or f.rejects or f.error or f.skipped for f in self.files)
-        return self.to_frame().to_html(index=False, escape=True) + (
-            f"<pre>{html.escape(self.summary())}</pre>" if noteworthy else "")
-
-
+# .xlsx / .xls are looked at only to say "save as CSV"
 @dataclass(frozen=True)
 class _Options:
     dayfirst: bool | None
@@ -188,8 +89,9 @@ def load_trace(
 ) -> pd.DataFrame | tuple[pd.DataFrame, LoadReport]:
     """Load message-trace exports into the canonical events table.
 
-    ``paths``: files, folders (every trace-like file inside, recursively) or glob patterns; ZIP archives are read
-    member by member. Format, encoding, delimiter and date locale are sniffed per file; ``dayfirst`` / ``format``
+    ``paths``: files, folders (every trace-like file inside, recursively; the others are listed in the report with
+    the reason) or glob patterns; ZIP archives are read member by member, ``.gz`` / ``.bz2`` files decompressed.
+    Format, encoding, delimiter and date locale are sniffed per file; ``dayfirst`` / ``format``
     (a strptime pattern) override the date sniffing, ``tz_offset`` ("+01:00" or hours) the time zone of exports
     written in the admin's zone, ``trace_format`` the format detection. ``tenant_domains`` (your accepted domains)
     sharpens the outbound/inbound/internal direction, otherwise inferred from the trace.
@@ -202,16 +104,18 @@ def load_trace(
     options = _Options(dayfirst, format, _offset_minutes(tz_offset), trace_format)
     if trace_format is not None and trace_format not in BY_NAME:
         raise ValueError(f"unknown trace_format {trace_format!r}; known: {', '.join(BY_NAME)}")
-    sources = list(_expand(paths))
+    sources = list(expand_paths(paths))
     if not sources:
         raise TraceLoadError(str(paths), "no files found", expected="a file, a folder or a glob pattern")
     report = LoadReport()
     frames: list[pd.DataFrame] = []
-    for number, (name, opener, explicit) in enumerate(sources, 1):
+    for number, (name, opener, explicit, skip) in enumerate(sources, 1):
         if progress:
             progress(number - 1, len(sources), name)
-        file_report = FileReport(path=name)
+        file_report = FileReport(path=name, skipped=skip)
         report.files.append(file_report)
+        if skip:
+            continue
         try:
             frames.append(_read_file(name, opener(), options, file_report))
         except NotATraceError as exc:
@@ -250,58 +154,7 @@ def _offset_minutes(tz_offset: str | float | None) -> int | None:
     return minutes
 
 
-# ---------------------------------------------------------------- inputs
-
-def _expand(paths: PathLike | Iterable[PathLike]) -> Iterable[tuple[str, Callable[[], bytes], bool]]:
-    """(display name, reader of the bytes, explicitly named?) for every input file."""
-    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    for item in items:
-        text = os.fspath(item)
-        if any(ch in text for ch in "*?[") and not os.path.exists(text):
-            for match in sorted(glob.glob(text, recursive=True)):
-                if os.path.isfile(match):
-                    yield from _file_or_archive(Path(match), explicit=False)
-        elif os.path.isdir(text):
-            for found in sorted(Path(text).rglob("*")):
-                if found.is_file() and is_trace_like(PurePosixPath(found.as_posix())):
-                    yield from _file_or_archive(found, explicit=False)
-        else:
-            yield from _file_or_archive(Path(text), explicit=True)
-
-
-def _file_or_archive(path: Path, *, explicit: bool) -> Iterable[tuple[str, Callable[[], bytes], bool]]:
-    if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            members = [m.filename for m in archive.infolist()
-                       if not m.is_dir() and is_trace_like(PurePosixPath(m.filename))]
-        for member in members:  # like the files of a folder
-            yield (f"{path}!{member}", _zip_reader(path, member), False)
-    else:
-        yield (str(path), path.read_bytes, explicit)
-
-
-def is_trace_like(path: PurePosixPath) -> bool:
-    """Whether a file found in a folder or archive may be an export (not hidden, not macOS metadata)."""
-    return (not path.name.startswith(".") and "__MACOSX" not in path.parts
-            and path.suffix.lower() in TRACE_SUFFIXES)
-
-
-def _zip_reader(path: Path, member: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        with zipfile.ZipFile(path) as archive:
-            return archive.read(member)
-    return read
-
-
 # ---------------------------------------------------------------- one file
-
-@dataclass
-class _Parsed:
-    table: pa.Table
-    header: list[str]
-    record_lines: Callable[[np.ndarray], np.ndarray]  # pyarrow record numbers -> file line numbers
-    rows_read: int
-
 
 def _read_file(name: str, raw: bytes, options: _Options, report: FileReport) -> pd.DataFrame:
     decoded = textio.decode(raw, name)
@@ -321,255 +174,45 @@ def _read_file(name: str, raw: bytes, options: _Options, report: FileReport) -> 
     return frame
 
 
-def _parse(data: bytes, name: str, options: _Options, report: FileReport) -> tuple[_Parsed, TraceFormat, dict]:
-    starts = textio.line_offsets(data) if len(data) < 1 << 16 else _head_line_offsets(data)
-    first = _first_content_line(data, starts)
+def _parse(data: bytes, name: str, options: _Options, report: FileReport) -> tuple[Parsed, TraceFormat, dict]:
+    if graph.is_trace_json(data):  # pulled from Microsoft Graph (exo-deferrals pull), or Reporting web service rows
+        table, header, rows_read = graph.parse(data, name, report)
+        fmt, present = detect_format(header, name, 1, options.trace_format, is_tracking_log=False)
+        return Parsed(table, header, rows_read), fmt, present
+    starts = textio.line_offsets(data) if len(data) < 1 << 16 else head_line_offsets(data)
+    first = first_content_line(data, starts)
     if first is None:
         raise TraceLoadError(name, "the file holds only comment lines and no header",
                              expected="a message-trace export with a header line")
-    head = _line(data, starts, first)
+    head = line_text(data, starts, first)
     tracking = head.startswith(("#Software", "#Version", "#Log-type", "#Date", "#Fields"))
     if tracking:
-        return _parse_tracking_log(data, name, options, report)
+        return parse_tracking_log(data, name, options.trace_format, report)
+    headerless = headerless_tracking_fields(next(csv.reader([head])), head)
+    if headerless:
+        version, fields = headerless
+        report.warnings.append(f"no #Fields line (header lines removed?): read as an Exchange {version} "
+                               f"message-tracking log by its {len(fields)} fields")
+        report.delimiter = ","
+        fmt, present = detect_format(list(fields), name, first + 1, options.trace_format, is_tracking_log=True)
+        return parse_rows(data, int(starts[first]), list(fields), ",", first, name, report), fmt, present
     if head.startswith("#TYPE"):
         report.warnings.append(f"skipped the PowerShell type line '{head[:80]}'")
         first += 1
-        head = _line(data, starts, first) if first < len(starts) else ""
+        head = line_text(data, starts, first) if first < len(starts) else ""
         while not head.strip() and first + 1 < len(starts):
             first += 1
-            head = _line(data, starts, first)
+            head = line_text(data, starts, first)
     if not head.strip():
         raise TraceLoadError(name, "there is no header line after the PowerShell type line", line=first + 1,
                              expected="a CSV header such as \"Received\",\"SenderAddress\",...")
     delimiter = textio.sniff_delimiter(head)
     header = next(csv.reader([head], delimiter=delimiter))
     report.delimiter = delimiter
-    fmt, present = _detect(header, name, first + 1, options, is_tracking_log=False)
+    fmt, present = detect_format(header, name, first + 1, options.trace_format, is_tracking_log=False)
     after_header = data.find(b"\n", int(starts[first])) + 1 or len(data)
-    parsed = _pyarrow_parse(data, after_header, header, delimiter, first + 1, name, report)
-    _drop_repeated_headers(parsed, report)
-    return parsed, fmt, present
-
-
-def _head_line_offsets(data: bytes, limit: int = 64) -> np.ndarray:
-    """Offsets of the first ``limit`` lines (enough to find a header) without scanning a big file."""
-    offsets = [0]
-    position = 0
-    while len(offsets) < limit:
-        position = data.find(b"\n", position)
-        if position < 0:
-            break
-        position += 1
-        if position < len(data):
-            offsets.append(position)
-    return np.array(offsets, dtype=np.int64)
-
-
-def _first_content_line(data: bytes, starts: np.ndarray) -> int | None:
-    for index in range(len(starts)):
-        if _line(data, starts, index).strip():
-            return index
-    return None
-
-
-def _line(data: bytes, starts: np.ndarray, index: int) -> str:
-    begin = int(starts[index])
-    end = data.find(b"\n", begin)
-    return data[begin:end if end >= 0 else len(data)].decode("utf-8", errors="replace").rstrip("\r")
-
-
-def _detect(header: list[str], name: str, line: int, options: _Options, *, is_tracking_log: bool
-            ) -> tuple[TraceFormat, dict[str, str]]:
-    detection = detect(header, is_tracking_log=is_tracking_log)
-    if options.trace_format is not None:
-        fmt = BY_NAME[options.trace_format]
-        lacking = fmt.missing(set(detection.present))
-        if lacking:
-            raise TraceLoadError(name, f"the header lacks {', '.join(lacking)} for the format {fmt.label}",
-                                 line=line, expected=f"the columns {', '.join(fmt.signature)}")
-        return fmt, detection.present
-    if detection.fmt is None:
-        seen = ", ".join(header[:30]) + (" ..." if len(header) > 30 else "")
-        nearest = detection.nearest
-        hint = (f"; the nearest known format is {nearest.label}, which also needs {', '.join(detection.lacking)}"
-                if nearest else "")
-        raise NotATraceError(name, f"unknown header: columns seen are {seen}{hint}", line=line,
-                             expected="the header of a Get-MessageTrace, Get-MessageTraceDetail, EAC report, "
-                                      "new EAC export or message-tracking log")
-    duplicates = sorted({normalize(h) for h in header if [normalize(x) for x in header].count(normalize(h)) > 1})
-    return detection.fmt, detection.present | ({"__duplicates__": ",".join(duplicates)} if duplicates else {})
-
-
-def _unique_names(header: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    names = []
-    for name in header:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        names.append(name if count == 0 else f"{name}__{count + 1}")
-    return names
-
-
-def _pyarrow_parse(data: bytes, start: int, header: list[str], delimiter: str, lines_before: int, name: str,
-                   report: FileReport, line_map: np.ndarray | None = None) -> _Parsed:
-    """Parse the CSV rows in ``data[start:]`` (after the header line) into strings.
-
-    Line numbers: ``lines_before`` lines of the file precede ``start``; or ``line_map`` maps lines counted from
-    ``start`` to lines of the file.
-    """
-    names = _unique_names(header)
-    end = len(data)
-    unterminated = textio.unterminated_quote_line(data, start)
-    if unterminated is not None:
-        end = start + int(textio.line_offsets(memoryview(data)[start:])[unterminated - 1])
-    body = memoryview(data)[start:end]
-    invalid: list[tuple[int | None, int, int, str | None]] = []
-
-    def on_invalid(row: pv.InvalidRow) -> str:
-        invalid.append((row.number, row.expected_columns, row.actual_columns, _not_data(row.text, delimiter)))
-        return "skip"
-
-    def read(threads: bool) -> pa.Table:
-        try:
-            return read_blocks(threads, pv.ReadOptions().block_size)  # pyarrow's 1 MB blocks: fastest on most files
-        except pa.ArrowInvalid as exc:
-            if "straddl" not in str(exc):
-                raise
-            return read_blocks(threads, _BIG_BLOCK)  # a record longer than a block (a 10 MB field)
-
-    def read_blocks(threads: bool, block_size: int) -> pa.Table:
-        invalid.clear()
-        return pv.read_csv(
-            pa.py_buffer(body),
-            read_options=pv.ReadOptions(use_threads=threads, column_names=names, block_size=block_size),
-            parse_options=pv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                                          invalid_row_handler=on_invalid),
-            convert_options=pv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
-                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
-        )
-
-    if _CONTENT.search(data, start, end) is None:  # nothing left before an unterminated quote
-        table = pa.table({column: pa.array([], pa.string()) for column in names})
-    else:
-        try:
-            table = read(True)
-            if any(number is None for number, *_ in invalid):
-                table = read(False)
-        except (pa.ArrowInvalid, pa.ArrowException) as exc:
-            raise TraceLoadError(name, f"the CSV could not be parsed: {exc}",
-                                 expected=f"{len(names)} {delimiter!r}-separated fields per row") from exc
-    starts = _record_lines(data, start, end, delimiter, table.num_rows + len(invalid))
-
-    def file_lines(lines: np.ndarray) -> np.ndarray:  # lines counted from ``start`` -> lines of the file
-        return line_map[lines - 1] if line_map is not None else lines + lines_before
-
-    def to_file_lines(records: np.ndarray) -> np.ndarray:
-        return file_lines(starts[np.asarray(records, dtype=np.int64) - 1])
-
-    if invalid:
-        file_lines_of_invalid = to_file_lines(np.array([n for n, *_ in invalid], dtype=np.int64))
-        last_line = int(to_file_lines(np.array([len(starts)]))[0])
-        for line, (_, expected, actual, not_data) in zip(file_lines_of_invalid, invalid, strict=True):
-            what = "fewer" if actual < expected else "more"
-            hint = " (the file seems cut off here)" if actual < expected and int(line) == last_line else ""
-            report.reject(int(line), not_data or f"{actual} fields, {what} than the {expected} of the header{hint}")
-    swallowed = 0
-    if end < len(data):
-        first = data.count(b"\n", start, end) + 1
-        swallowed = data.count(b"\n", end) + (0 if data.endswith(b"\n") else 1)
-        lines = file_lines(np.arange(first, first + swallowed))
-        for line in lines:
-            report.reject(int(line), "inside a quoted field that never closes (a missing '\"' from "
-                                     f"line {lines[0]} on; the file may be cut off)")
-    kept = np.ones(len(starts), dtype=bool)
-    kept[np.array([n for n, *_ in invalid], dtype=np.int64) - 1] = False
-    valid_records = np.flatnonzero(kept) + 1
-    table = table.append_column("__line__", pa.array(to_file_lines(valid_records), pa.int64()))
-    rows_read = table.num_rows + len(invalid) + swallowed
-    if data.find(b"\x00", start, end) >= 0:
-        table = _reject_nul_rows(table, report)
-    return _Parsed(table, header, to_file_lines, rows_read)
-
-
-_NUL_ROW = "the row holds NUL bytes (the file is damaged here; what they replaced is unknown)"
-
-
-def _not_data(text: str, delimiter: str) -> str | None:
-    """Why a row with the wrong number of fields is not data at all, when it is plainly something else."""
-    if "\x00" in text:
-        return _NUL_ROW
-    if not text.strip():
-        return "a line holding only white space"
-    if text.startswith("#TYPE"):
-        return "a PowerShell type line (two exports pasted into one file?)"
-    if "@" not in text and detect(text.split(delimiter)).fmt is not None:
-        return "the header of another export with other columns (two exports pasted into one file?)"
-    return None
-
-
-def _reject_nul_rows(table: pa.Table, report: FileReport) -> pa.Table:
-    """Reject the rows whose fields hold NUL bytes."""
-    fields = [pc.match_substring(table.column(c), "\x00") for c in table.column_names if c != "__line__"]
-    damaged = functools.reduce(pc.or_, fields)
-    for line in table.column("__line__").filter(damaged).to_numpy():
-        report.reject(int(line), _NUL_ROW)
-    return table.filter(pc.invert(damaged))
-
-
-def _record_lines(data: bytes, start: int, end: int, delimiter: str, expected_records: int) -> np.ndarray:
-    """Line (counted from ``start``) where each record starts; a cheap count when no field holds a line break."""
-    lines = data.count(b"\n", start, end) + (0 if data[end - 1:end] == b"\n" else 1)
-    if lines == expected_records:  # every line is one record: no line breaks inside fields, no blank lines
-        return np.arange(1, lines + 1, dtype=np.int64)
-    return textio.record_start_lines(memoryview(data)[start:end], delimiter)
-
-
-def _drop_repeated_headers(parsed: _Parsed, report: FileReport) -> None:
-    """Reject rows that repeat the header (two exports pasted into one file)."""
-    table = parsed.table
-    names = table.column_names[:2]
-    mask = None
-    for column, title in zip(names, parsed.header[:2], strict=False):
-        equal = pc.equal(pc.utf8_trim_whitespace(table.column(column)), title.strip().strip('"'))
-        mask = equal if mask is None else pc.and_(mask, equal)
-    if mask is None or not pc.any(mask).as_py():
-        return
-    lines = table.column("__line__").filter(mask).to_numpy()
-    for line in lines:
-        report.reject(int(line), "a second header line (two exports pasted into one file?)")
-    parsed.table = table.filter(pc.invert(mask))
-
-
-def _parse_tracking_log(data: bytes, name: str, options: _Options, report: FileReport
-                        ) -> tuple[_Parsed, TraceFormat, dict]:
-    offsets = textio.line_offsets(data)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    valid_offsets = offsets[offsets < len(data)]
-    is_comment = buf[valid_offsets] == ord("#")
-    fields_line = None
-    for index in np.flatnonzero(is_comment):
-        text = _line(data, valid_offsets, int(index))
-        if text.startswith("#Fields:"):
-            fields_line = (int(index), text)
-            break
-    if fields_line is None:
-        raise TraceLoadError(name, "a message-tracking log without a '#Fields:' line", line=1,
-                             expected="'#Fields: date-time,client-ip,...' before the first entry")
-    header = [h.strip() for h in fields_line[1].removeprefix("#Fields:").split(",")]
-    report.delimiter = ","
-    fmt, present = _detect(header, name, fields_line[0] + 1, options, is_tracking_log=True)
-    kept_lines = np.flatnonzero(~is_comment) + 1
-    if is_comment.any():
-        pieces = [data[int(valid_offsets[i - 1]):int(offsets[i]) if i < len(offsets) else len(data)]
-                  for i in kept_lines]
-        body = b"".join(pieces)
-    else:
-        body = data
-    if not kept_lines.size:
-        parsed = _Parsed(pa.table({**{h: pa.array([], pa.string()) for h in _unique_names(header)},
-                                   "__line__": pa.array([], pa.int64())}), header, lambda r: r, 0)
-        return parsed, fmt, present
-    parsed = _pyarrow_parse(body, 0, header, ",", 0, name, report, line_map=kept_lines)
+    parsed = parse_rows(data, after_header, header, delimiter, first + 1, name, report)
+    drop_repeated_headers(parsed, report)
     return parsed, fmt, present
 
 
@@ -583,7 +226,7 @@ def _column(table: pa.Table, original: str | None) -> pd.Series:
     return pd.Series(pd.array(values, dtype=STRING) if len(values) else pd.array([], dtype=STRING))
 
 
-def _map_columns(parsed: _Parsed, fmt: TraceFormat, present: dict[str, str], report: FileReport) -> pd.DataFrame:
+def _map_columns(parsed: Parsed, fmt: TraceFormat, present: dict[str, str], report: FileReport) -> pd.DataFrame:
     table = parsed.table
     if "__duplicates__" in present:
         report.warnings.append(f"duplicate columns {present['__duplicates__']}: the first of each was used")
@@ -593,7 +236,7 @@ def _map_columns(parsed: _Parsed, fmt: TraceFormat, present: dict[str, str], rep
     return frame
 
 
-def _timestamps(frame: pd.DataFrame, parsed: _Parsed, fmt: TraceFormat, present: dict[str, str],
+def _timestamps(frame: pd.DataFrame, parsed: Parsed, fmt: TraceFormat, present: dict[str, str],
                 options: _Options, report: FileReport, name: str) -> pd.DataFrame:
     column = timestamp_column(fmt, present)
     values = pc.utf8_trim_whitespace(parsed.table.column(column))
@@ -649,106 +292,20 @@ def _zone(minutes: int) -> str:
 
 
 def _expand_layout(frame: pd.DataFrame, fmt: TraceFormat, report: FileReport) -> pd.DataFrame:
+    if fmt.layout in ("summary", "events") and "status" in frame:  # Graph details carry their summary's status
+        frame["status"] = known_values(frame, "status", STATUS_VOCABULARIES[fmt.statuses], "Status",
+                                       "kept with no status", report)
     if fmt.layout == "summary":
-        frame["status"] = _normalized_values(frame["status"], STATUS_VALUES, "Status", report)
         frame["event"] = frame["status"].map(STATUS_EVENT).astype(STRING)
         frame["event"] = frame["event"].fillna("other")
     elif fmt.layout == "events":
-        frame["event"] = _normalized_values(frame["event"], EVENT_VALUES, None, report).fillna("other")
+        frame["event"] = known_values(frame, "event", DETAIL_EVENTS, "Event", "kept as event 'other'",
+                                      report).fillna("other")
     elif fmt.layout == "recipient_list":
-        frame = _explode_recipient_status(frame)
+        frame = explode_recipient_status(frame, report)
     elif fmt.layout == "tracking":
-        frame = _explode_tracking(frame, report)
+        frame = explode_tracking(frame, report)
     return frame
-
-
-def _normalized_values(values: pd.Series, mapping: dict[str, str], what: str | None, report: FileReport
-                       ) -> pd.Series:
-    mapped = map_unique(values, lambda v: v.str.lower().str.replace(r"[^a-z0-9]", "", regex=True)
-                        .map(mapping).astype(STRING))
-    unknown = values[mapped.isna() & values.notna()]
-    if what and len(unknown):
-        shown = ", ".join(sorted(map(str, unknown.unique()))[:5])
-        report.warnings.append(f"{len(unknown)} rows have a {what} value the kit does not know ({shown}): kept "
-                               "with no status")
-    return mapped
-
-
-_RECIPIENT_SPLIT = r";(?=[^;]*##)"
-
-
-def _explode_recipient_status(frame: pd.DataFrame) -> pd.DataFrame:
-    """``a@x##Receive, Defer, Send;b@y##Receive, Deliver`` -> one row per recipient event."""
-    frame = frame.assign(__entry__=frame["recipient"].astype(object).str.split(_RECIPIENT_SPLIT, regex=True))
-    frame = frame.explode("__entry__", ignore_index=True)
-    parts = frame["__entry__"].astype(STRING).str.split("##", n=1, expand=True).reindex(columns=[0, 1])
-    frame["recipient"] = parts[0].astype(STRING)
-    events = parts[1].astype(STRING).str.split(",")
-    last = events.str[-1].astype(STRING).str.strip().str.lower()
-    frame["status"] = last.map(lambda v: OUTCOME_STATUS.get(EVENT_VALUES.get(v, ""), pd.NA)
-                               if isinstance(v, str) else pd.NA).astype(STRING)
-    frame = frame.assign(event=events).explode("event", ignore_index=True)
-    frame["event"] = (frame["event"].astype(STRING).str.strip().str.lower()
-                      .map(EVENT_VALUES).astype(STRING).fillna("other"))
-    return frame.drop(columns="__entry__")
-
-
-def _explode_tracking(frame: pd.DataFrame, report: FileReport) -> pd.DataFrame:
-    """Split ``;``-separated recipient-address / recipient-status lists into one row per recipient."""
-    addresses = frame["recipient"].astype(object).str.split(";")
-    counts = addresses.str.len().fillna(1).astype(int)
-    statuses = _split_status_lists(frame["reply"], counts)
-    status_counts = statuses.map(len)
-    single = status_counts == 1
-    broadcast = single & (counts > 1)
-    empty = status_counts == 0
-    # lists go in through a Series: assigning a list of equal-length lists by mask makes numpy build a 2-D array
-    repeated = pd.Series([s * n for s, n in zip(statuses[broadcast], counts[broadcast], strict=True)]
-                         + [[None] * n for n in counts[empty]],
-                         index=[*statuses.index[broadcast], *statuses.index[empty]], dtype=object)
-    statuses = statuses.where(~(broadcast | empty), repeated)
-    mismatch = ~(single | empty) & (status_counts != counts)
-    for line, n, m in zip(frame.loc[mismatch, "__line__"], counts[mismatch], status_counts[mismatch], strict=True):
-        report.reject(int(line), f"{n} recipients but {m} recipient-status entries")
-    frame = frame.loc[~mismatch].assign(recipient=addresses[~mismatch], reply=statuses[~mismatch])
-    frame = frame.explode(["recipient", "reply"], ignore_index=True)
-    for column in ("recipient", "reply"):
-        frame[column] = frame[column].astype(STRING).str.strip().replace("", pd.NA)
-    frame["event"] = frame["event"].str.lower().map(EVENT_VALUES).astype(STRING).fillna("other")
-    attempt = frame["event"].isin(["send", "defer", "fail"])  # DELIVER is the local mailbox store
-    frame["remote_host"] = frame["receiving_host"].where(attempt)
-    frame["remote_ip"] = frame["receiving_ip"].where(attempt)
-    frame["exo_host"] = frame["sending_host"].where(attempt)
-    frame["exo_ip"] = frame["sending_ip"].where(attempt)
-    receive = frame["event"].eq("receive")
-    frame["client_ip"] = frame["client_ip"].fillna(frame["sending_ip"].where(receive))
-    return frame.drop(columns=["receiving_host", "receiving_ip", "sending_host", "sending_ip"])
-
-
-def _split_status_lists(statuses: pd.Series, counts: pd.Series) -> pd.Series:
-    """Split each recipient-status list on the ``;`` that separate entries (not those inside ``{...}``/``[...]``)."""
-    codes, uniques = pd.factorize(statuses.astype(object), use_na_sentinel=True)
-    split = [_top_level_split(value) for value in uniques]
-    lookup = pd.Series([*split, []], dtype=object)
-    return pd.Series(lookup.iloc[np.where(codes < 0, len(split), codes)].to_numpy(), index=statuses.index)
-
-
-def _top_level_split(value: str) -> list[str]:
-    if "{" not in value and "[" not in value:
-        return value.split(";")
-    parts, depth, current = [], 0, []
-    for char in value:
-        if char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth = max(0, depth - 1)
-        if char == ";" and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
 
 
 def _reject_unidentified(frame: pd.DataFrame, report: FileReport) -> pd.DataFrame:
@@ -774,7 +331,7 @@ def _combine(frames: list[pd.DataFrame], report: LoadReport, tenant_domains: Ite
             events[column] = pd.Series(pd.NA, index=events.index, dtype=STRING)
     for column in ("sender", "recipient"):
         events[column] = map_unique(events[column].astype(STRING), _address)
-    events["recipient_domain"] = map_unique(events["recipient"], _domain)
+    events["recipient_domain"] = map_unique(events["recipient"], address_domain)
     events["trace_id"] = map_unique(events["trace_id"].astype(STRING), lambda v: v.str.lower())
     events["size_bytes"] = _sizes(events, report)
     events = join_detail_to_summary(events)
@@ -786,10 +343,6 @@ def _combine(frames: list[pd.DataFrame], report: LoadReport, tenant_domains: Ite
     events = conform(events, EVENT_COLUMNS)
     events = events[list(EVENT_COLUMNS)]
     return events
-
-
-def _domain(addresses: pd.Series) -> pd.Series:
-    return addresses.str.rsplit("@", n=1).str[-1].where(addresses.str.contains("@", regex=False)).astype(STRING)
 
 
 def _categorical_by_frame(frames: list[pd.DataFrame], key: str) -> pd.Categorical:
@@ -859,7 +412,7 @@ def join_detail_to_summary(events: pd.DataFrame) -> pd.DataFrame:
     given = (is_detail & events["recipient"].notna() & events["recipient_domain"].isna()).to_numpy(dtype=bool)
     if given.any():  # the recipients just filled in name their domain
         domains = events["recipient_domain"].astype(STRING)
-        domains[given] = _domain(events.loc[given, "recipient"].astype(STRING)).to_numpy()
+        domains[given] = address_domain(events.loc[given, "recipient"]).to_numpy()
         events["recipient_domain"] = domains
     return events
 
@@ -880,8 +433,6 @@ def derive_status(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def _parse_replies(events: pd.DataFrame) -> pd.DataFrame:
-    from analysis.reference.replies import parse_replies
-
     if "reply" not in events or events["reply"].isna().all():
         return events
     parsed = parse_replies(events["reply"], columns=("smtp_code", "enhanced_code", "remote_reply", "remote_host",
@@ -898,7 +449,7 @@ def _parse_replies(events: pd.DataFrame) -> pd.DataFrame:
 
 def infer_direction(events: pd.DataFrame, tenant_domains: Iterable[str] | None) -> pd.Series:
     """outbound / inbound / internal from the tenant's domains (given, or those that send the outbound attempts)."""
-    sender_domain = map_unique(events["sender"], _domain)
+    sender_domain = map_unique(events["sender"], address_domain)
     recipient_domain = events["recipient_domain"].astype(STRING)
     if tenant_domains is not None:
         tenant = {d.lower().strip() for d in tenant_domains}
@@ -993,4 +544,5 @@ def _count_loaded(events: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
         f.events = int(counts.get(f.path, 0))
     return events
 
-__all__ = ["FileReport", "LoadReport", "load_trace"]
+# the store imports these from here too
+__all__ = ["TRACE_SUFFIXES", "FileReport", "LoadReport", "is_trace_like", "load_trace", "not_trace_like"]

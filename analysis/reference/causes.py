@@ -1,11 +1,11 @@
 """Classify SMTP replies and Exchange Online LEDs into the cause taxonomy with a data-driven rule table.
 
 The rules are data (``analysis/reference/data/cause_rules.toml``, each with its public source); this module is the
-small generic engine that applies them, modelled on sisimai's per-reason tables. Each UNIQUE reply is
-classified once: codes come from :func:`analysis.reference.replies.parse_replies` (the remote server's inner reply
-when Exchange Online wraps one), the recipient gateway vendor from
-:func:`analysis.reference.gateways.identify_gateways`, and every rule is evaluated as whole-array operations
-(RE2 regexes through pyarrow, codes as integer arrays).
+small generic engine that applies them. Each UNIQUE reply is classified once: codes and the words the rules
+read come from :func:`analysis.reference.replies.parse_replies` (the innermost remote reply when Exchange Online,
+Amazon SES, Postfix, Exim, Sendmail or qmail wraps one; the wrapper's words only when it holds none), the
+recipient gateway vendor from :func:`analysis.reference.gateways.identify_gateways`, and every rule is evaluated
+as whole-array operations (RE2 regexes through pyarrow, codes as integer arrays).
 
 Precedence, when several rules match one reply, the best tier wins:
 
@@ -21,9 +21,14 @@ Precedence, when several rules match one reply, the best tier wins:
 5. **generic** - class wildcards (``5.1.*``), bare basic codes (``421``) and rules marked ``generic``
    (weak phrases such as "try again later" or "access denied").
 
-Inside a tier the higher ``priority`` wins, then the rule that comes first in the file. A reply no rule
-matches is ``unknown``. ``transient`` comes from the code Exchange Online reported for the event (4xx
-temporary, 5xx permanent; the basic code first, so ``550 4.4.7`` is permanent), else from text cues.
+Inside a tier the higher ``priority`` wins, then the rule that comes first in the file. A rule's ``unless``
+guard vetoes it where its regex matches (negations, an account that is "blocked", the server's disk). The
+``confidence`` column says what decided (:data:`analysis.core.schema.CONFIDENCES`): ``text`` (words), ``code``
+(an exact or a gateway's code), ``class`` (the RFC 3463 class and subject, or the basic code, when no words
+matched) or ``none`` (``unknown``: neither a code nor a matching word).
+
+``transient`` comes from the code Exchange Online reported for the event (4xx temporary, 5xx permanent; the basic
+code first, so ``550 4.4.7`` is permanent), else from text cues.
 """
 
 from __future__ import annotations
@@ -43,11 +48,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis.core.schema import CAUSES, STRING
+from analysis.core.schema import CAUSES, CONFIDENCES, STRING
 from analysis.reference.gateways import identify_gateways
 from analysis.reference.replies import parse_replies
 
-__all__ = ["ACTORS", "CLASSIFY_COLUMNS", "Rule", "RuleSet", "classify_replies", "default_rules", "load_rules"]
+__all__ = [
+    "ACTORS", "CLASSIFY_COLUMNS", "Rule", "RuleSet", "classify_replies", "default_rules", "load_rules",
+]
 
 ACTORS = ("sender", "recipient", "either", "nobody")
 TIERS = ("generic", "outer", "vendor", "code", "text")  # worst to best
@@ -66,13 +73,14 @@ CLASSIFY_COLUMNS: dict[str, object] = {
     "remedy": "category",
     "actor": pd.CategoricalDtype(ACTORS),
     "evidence": STRING,
+    "confidence": pd.CategoricalDtype(CONFIDENCES),
 }
 
 _CODE_SPEC = re.compile(r"\A(?P<c>[245x])\.(?:\*|(?P<s>\d{1,3})\.(?:\*|(?P<d>\d{1,3})(?:-(?P<e>\d{1,3}))?))\Z")
 _SMTP_SPEC = re.compile(r"\A[245](?:xx|\dx|\d\d)\Z")
 _ENHANCED = r"^(?P<c>[245])\.(?P<s>\d{1,3})\.(?P<d>\d{1,3})$"
 _RULE_KEYS = {"id", "cause", "source", "priority", "generic", "vendor", "explanation", "remedy", "match"}
-_MATCH_KEYS = {"codes", "smtp", "text"}
+_MATCH_KEYS = {"codes", "smtp", "text", "unless"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,7 @@ class Rule:
     codes: tuple[CodeRange, ...]
     smtp: tuple[tuple[int, int], ...]
     text: str | None  # one case-insensitive regex (the rule's alternatives joined)
+    unless: str | None  # guard: where this regex matches, the rule does not (negations, someone else's "blocked")
     explanation: str | None
     remedy: str | None
 
@@ -133,6 +142,14 @@ class Rule:
         if self.text is not None:
             return "text"
         return "vendor" if self.vendors else "code"
+
+    @property
+    def confidence(self) -> str:
+        """``text``: rules on words; ``code``: exact codes or a known gateway's code; ``class``: class/subject
+        wildcards and basic codes."""
+        if self.text is not None:
+            return "text"
+        return "code" if self.vendors or (self.codes and not self.codes[0].wildcard) else "class"
 
 
 @dataclass(frozen=True)
@@ -209,7 +226,10 @@ def _parse_rule(raw: dict) -> Rule:
         text = str(spec)
         smtp.append((int(text.replace("x", "0")), int(text.replace("x", "9"))))
     patterns = match.get("text", [])
-    for pattern in patterns:
+    guards = match.get("unless", [])
+    if guards and not patterns:
+        raise ValueError(f"{where}: unless needs text")
+    for pattern in [*patterns, *guards]:
         try:
             compiled = re.compile(pattern, re.I)
         except re.error as error:
@@ -220,7 +240,7 @@ def _parse_rule(raw: dict) -> Rule:
         id=rule_id, cause=raw["cause"], source=raw["source"], priority=priority,
         generic=bool(raw.get("generic", False)), vendors=frozenset(raw.get("vendor", [])),
         codes=codes, smtp=tuple(smtp), text=_joined(patterns) if patterns else None,
-        explanation=raw.get("explanation"), remedy=raw.get("remedy"),
+        unless=_joined(guards) if guards else None, explanation=raw.get("explanation"), remedy=raw.get("remedy"),
     )
 
 
@@ -284,7 +304,9 @@ def _classify_unique(texts: list[str | None], vendors: list[str | None] | None, 
     if vendors is None:
         vendors = identify_gateways(parsed["remote_host"], replies.astype(STRING)).astype(object).tolist()
     vendor_array = np.array([v if isinstance(v, str) else "" for v in vendors], dtype=object)
-    led = pa.array(parsed["led"].astype(object).where(parsed["led"].notna(), "").tolist(), pa.large_string())
+    # the words rules read: the innermost remote reply when a wrapper holds one, else the whole reply
+    words = parsed["remote_reply"].fillna(parsed["led"])
+    led = pa.array(words.astype(object).where(words.notna(), "").tolist(), pa.large_string())
     inner = _code_array(parsed["enhanced_code"])
     outer = _code_array(parsed["outer_enhanced_code"])
     smtp = np.stack([_int_array(parsed["smtp_code"]), _int_array(parsed["outer_code"])], axis=1)
@@ -292,14 +314,22 @@ def _classify_unique(texts: list[str | None], vendors: list[str | None] | None, 
     best = np.full(n, -1, dtype=np.int64)
     winner = np.full(n, -1, dtype=np.int64)
     outer_only = np.zeros(n, dtype=bool)
-    # the rules' regexes run in pyarrow (RE2), which releases the GIL: evaluate them on every core, keep file order
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        hits = pool.map(lambda rule: _rule_hits(rule, led, inner, outer, smtp, vendor_array), ruleset.rules)
-        for index, (rule, (hit, via_outer)) in enumerate(zip(ruleset.rules, hits, strict=True)):
-            _keep_better(rule, index, hit, via_outer, best, winner, outer_only)
+    # Rules run from the best possible score down (ties in file order), in waves: a rule only looks at the rows
+    # where it could still win. The regexes run in pyarrow (RE2), which releases the GIL: a wave uses every core.
+    order = sorted(range(len(ruleset.rules)), key=lambda i: (-_best_score(ruleset.rules[i]), i))
+    workers = os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(order), 2 * workers):
+            wave = order[start:start + 2 * workers]
+            open_rows = [best < _best_score(ruleset.rules[i]) for i in wave]
+            hits = pool.map(lambda i, rows: _rule_hits(ruleset.rules[i], led, inner, outer, smtp, vendor_array, rows),
+                            wave, open_rows)
+            for index, (hit, via_outer) in zip(wave, hits, strict=True):
+                _keep_better(ruleset.rules[index], index, hit, via_outer, best, winner, outer_only)
 
     # per winner (the last slot, taken by winner -1, is "no rule": unknown)
-    outcome = [(r.cause, r.id, r.explanation, r.remedy) for r in ruleset.rules] + [("unknown", None, None, None)]
+    outcome = [(r.cause, r.id, r.explanation, r.remedy, r.confidence) for r in ruleset.rules]
+    outcome.append(("unknown", None, None, None, "none"))
     rule_ids = np.array([o[1] for o in outcome], dtype=object)[winner]
     texts_of = {c: ruleset.causes[c] for c in CAUSES}
     explanation = _categorical([o[2] or texts_of[o[0]].explanation for o in outcome], winner)
@@ -316,8 +346,14 @@ def _classify_unique(texts: list[str | None], vendors: list[str | None] | None, 
         "remedy": remedy,
         "actor": actor,
         "evidence": pd.array(_evidence(ruleset.rules, winner, outer_only, led, parsed, vendor_array), dtype=STRING),
+        "confidence": _categorical([o[4] for o in outcome], winner, CONFIDENCES),
     }
     return pd.DataFrame(columns, index=pd.RangeIndex(n))
+
+
+def _best_score(rule: Rule) -> int:
+    """The highest score a rule can reach (a code rule can drop to "outer" on some rows, never rise)."""
+    return _TIER[rule.tier] * _PRIORITY_SPAN + rule.priority
 
 
 def _keep_better(rule: Rule, index: int, hit: np.ndarray, via_outer: np.ndarray, best: np.ndarray,
@@ -356,11 +392,12 @@ def _code_array(codes: pd.Series) -> np.ndarray:
 
 
 def _rule_hits(
-    rule: Rule, led: pa.Array, inner: np.ndarray, outer: np.ndarray, smtp: np.ndarray, vendors: np.ndarray
+    rule: Rule, led: pa.Array, inner: np.ndarray, outer: np.ndarray, smtp: np.ndarray, vendors: np.ndarray,
+    rows: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows the rule matches, and which of them matched through the wrapper (outer) code only."""
+    """Of ``rows`` (a mask), the ones the rule matches, and which matched through the wrapper (outer) code only."""
     n = len(led)
-    hit = np.ones(n, dtype=bool)
+    hit = rows.copy()
     via_outer = np.zeros(n, dtype=bool)
     if rule.codes:
         inner_hit = np.logical_or.reduce([c.hits(inner) for c in rule.codes])
@@ -374,8 +411,12 @@ def _rule_hits(
     if rule.text is not None:
         rows = np.flatnonzero(hit)  # the regex only runs where every cheaper criterion already matched
         if len(rows):
-            found = pc.match_substring_regex(led.take(pa.array(rows)), rule.text, ignore_case=True)
-            hit[rows] = found.to_numpy(zero_copy_only=False)
+            candidates = led if len(rows) == n else led.take(pa.array(rows))  # no copy for text-only rules
+            found = pc.match_substring_regex(candidates, rule.text, ignore_case=True).to_numpy(zero_copy_only=False)
+            if rule.unless is not None and found.any():
+                found &= ~pc.match_substring_regex(candidates, rule.unless, ignore_case=True).to_numpy(
+                    zero_copy_only=False)
+            hit[rows] = found
     return hit, via_outer & hit
 
 

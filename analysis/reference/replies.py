@@ -4,7 +4,9 @@ Exchange Online (EXO) writes the reply it got, or its own transport error, into 
 (``Reason: [{LED=...};{MSG=...};{FQDN=...};{IP=...};{LRT=...}]``); on-prem tracking logs use the same
 grammar inside ``{[...]}``. When EXO wraps the remote server's reply (``450 4.4.317 Cannot connect to remote
 server [Message=451 5.7.3 STARTTLS is required to send mail] [LastAttemptedServerName=...]``) the inner reply
-is the most specific one. Formats: ../shared/reference/exchange-formats.md, sections 3, 6 and 8.
+is the most specific one; so is the reply inside another MTA's wrapper (Amazon SES, Postfix ``host X said:``,
+Exim ``SMTP error from remote mail server after ...:``, Sendmail ``Deferred:``, qmail ``Remote host said:``),
+unwrapped in one more step after Exchange's. Formats: docs/reference/exchange-formats.md, sections 3, 6 and 8.
 
 Everything is done on the unique texts with whole-column regex extraction; every pattern is written so that
 a search does bounded work per start position (or always succeeds at the first one), keeping 100 KB
@@ -67,9 +69,19 @@ _PAREN = re.compile(r"(?:expired\b[^(\[\]\n]{0,300}|\])\((?P<v>.*)", re.S | re.I
 _ARROW = re.compile(r"\A.* -> (?P<v>[245]\d\d[ -][\s\S]*)", re.S)
 # on-prem Exchange: `451 4.4.0 Primary target IP address responded with: "421 4.4.2 ..." Attempted ...`
 _RESPONDED = re.compile(r"responded with:? ?[\"“](?P<v>.*)", re.S | re.I)
+_IN_REPLY_TO = re.compile(r"\s*\(in reply to [^()]{0,40}\)[\s\S]*\Z|'\s*(?:\([^()]{0,80}\)\s*)?\Z")
 _AFTER_LAST_DQUOTE = re.compile(r"[\"”][^\"”]*\Z")
 _AFTER_LAST_QUOTE = re.compile(r"'[^']*\Z")
 _AFTER_LAST_PAREN = re.compile(r"\)[^)]*\Z")
+# Other MTAs' wrappers (Postfix `host X said: 550 ...`, Exim `SMTP error from remote mail server after RCPT
+# TO:<a@b>: 550 ...`, Sendmail `Deferred: 451 ...`, qmail `Remote host said: 550 ...`, Amazon SES `5.1.0 - Unknown
+# address error 550-'5.2.2 ...'`): the text after the LAST marker that is followed by a reply code (\A + greedy
+# prefix: one anchored attempt; the Exim marker's command part is bounded).
+_WRAPPED = re.compile(
+    r"\A.*(?:\bsaid:|SMTP error from remote mail server after [^\n]{0,300}?:|\bDeferred:|"
+    r"Unknown address error [245]\d\d-')\s{0,4}(?P<v>[245]\d\d[ -][\s\S]*|[245]\.\d{1,3}\.\d{1,3}[\s\S]*)",
+    re.S | re.I,
+)
 # EXO's own bracketed facts that follow the inner message: never part of the remote reply.
 _EXO_TAIL = re.compile(r"\[(?:LastAttempted|SmtpSecurity)[\s\S]*")
 
@@ -140,6 +152,7 @@ _NEEDLES: dict[re.Pattern[str], tuple[str, ...]] = {
     _ENDPOINT: ("last endpoint attempted was ",), _LED: ("{LED=",), _MESSAGE: ("[Message=",),
     _LAST_NAME: ("[LastAttemptedServerName=",), _LAST_IP: ("[LastAttemptedIP=",),
     _PROXY_IP: ("OutboundProxyTargetIP:",), _PROXY_HOST: ("OutboundProxyTargetHostName:",), _ARROW: (" -> ",),
+    _WRAPPED: ("said:", "smtp error from remote mail server after", "deferred:", "unknown address error"),
 }
 
 
@@ -197,6 +210,9 @@ def _parse_unique(text: pd.Series) -> pd.DataFrame:
     remote_reply = _blank_to_na(message)
     for candidate in (paren, arrow, responded, returned):
         remote_reply = _coalesce(remote_reply, _blank_to_na(candidate))
+    # one more step into the reply found so far (or the body): another MTA's wrapper inside, innermost wins
+    wrapped = _extract(remote_reply.fillna(inner).astype(object), _WRAPPED).str.replace(_IN_REPLY_TO, "", regex=True)
+    remote_reply = _coalesce(_blank_to_na(wrapped), remote_reply)
 
     outer_code, outer_enh = _codes(body)
     in_code, in_enh = _codes(remote_reply.fillna(""))

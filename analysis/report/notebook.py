@@ -10,6 +10,13 @@ papermill, its working directory the notebook's folder, and exports it with nbco
   summary), formula cells guarded, redacted when the report is;
 * ``report.pdf`` with ``pdf=True``, printed by Debian's Chromium.
 
+Input files are named by format and dates (:func:`analysis.report.inputs.file_labels`), never by path. With
+``partners`` the report (and its tables) holds only the messages to those recipient domains, and every written
+file is checked for every other recipient domain of the input (:func:`analysis.report.inputs.scope_leaks`); if one
+is found, everything written is removed and :class:`ReportError` names the files. Inputs that did not load (and
+partners absent from the trace) are said at the top of the report and listed in ``ReportResult.problems``: the
+command exits non-zero on them.
+
 The HTML needs no network: images are embedded, the template loads no require.js, MathJax, Mermaid or widget
 renderer, widget state and JavaScript outputs are dropped, and a Content-Security-Policy forbids every script and
 every request that is not a ``data:`` URI.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import html
 import os
 import re
@@ -36,16 +44,23 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 
+from analysis.core.bundled import report_notebook
 from analysis.core.errors import ExoDeferralsError
+from analysis.io.loader import load_trace
 from analysis.io.write import write_table
+from analysis.report.inputs import file_labels, input_problems, other_domains, scope_leaks
+from analysis.report.proof import domain_rows
 from analysis.report.redact import Redactor
+from analysis.summaries.tables import summarize_domains
+from analysis.tagging.tag import tag
 
 __all__ = ["REPORT_NOTEBOOK", "ReportError", "ReportResult", "render_report"]
 
-REPORT_NOTEBOOK = Path(__file__).resolve().parent.parent.parent / "notebooks" / "04_share_report.ipynb"
+REPORT_NOTEBOOK = report_notebook()
 KERNEL = "python3"
 DEFAULT_TITLE = "Outbound mail deferrals"
 CHROMIUM = "chromium"
@@ -105,6 +120,7 @@ class ReportResult:
     pdf: Path | None = None
     events: int = 0
     load_errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     redacted: bool = False
     seconds: float = 0.0
 
@@ -124,11 +140,13 @@ def render_report(
     pdf: bool = False,
     secret: bytes | str | None = None,
     notebook: str | os.PathLike[str] | None = None,
+    partners: Sequence[str] = (),
 ) -> ReportResult:
     """Render the report of the trace files ``paths`` into ``output`` (an .html path); see the module docstring.
 
     ``redact_domains`` implies ``redact``. ``secret`` keys the pseudonyms (default: random, new per report).
-    A file that cannot be loaded does not stop the report: it says so (``load_errors``). Raises
+    ``partners``: recipient domains the report is for (only their messages). A file that cannot be loaded does
+    not stop the report: it says so at the top (``load_errors``, ``problems``). Raises
     :class:`ReportError` when the report cannot be made, :class:`TraceLoadError` when ``paths`` name no file.
     """
     started = time.perf_counter()
@@ -155,6 +173,7 @@ def render_report(
         "paths": [str(p) for p in sources], "allowlist": str(Path(allowlist).resolve()) if allowlist else None,
         "title": title or DEFAULT_TITLE, "redact": redact, "redact_domains": redact_domains,
         "redact_secret": redactor.secret.hex() if redactor else None, "charts_dir": str(charts_dir),
+        "partners": list(partners) or None,
     }
     result = ReportResult(html=output, redacted=redact)
     written: list[Path] = []
@@ -162,7 +181,7 @@ def render_report(
         # the kernel runs the notebook while this process writes the tables: two cores, half the wait
         with ThreadPoolExecutor(max_workers=1) as pool:
             notebook_run = pool.submit(_execute, notebook_path, parameters, output)
-            result.events, tables, result.load_errors = _tables(sources, redactor)
+            result.events, tables, result.load_errors, result.problems, hidden = _tables(sources, redactor, partners)
             for name, frame in tables.items():
                 for suffix in (".csv", ".parquet"):
                     written.append(write_table(frame, output.with_name(f"{output.stem}_{name}{suffix}")))
@@ -173,6 +192,8 @@ def render_report(
         result.charts = sorted(p for p in charts_dir.iterdir() if p.suffix in (".png", ".svg"))
         if redactor:
             _check_redaction(redactor, [output, *result.charts])
+        if partners:
+            _check_scope(hidden, [output, *result.charts, *result.tables])
         if pdf:
             result.pdf = print_pdf(output, output.with_suffix(".pdf"))
     except BaseException:
@@ -192,21 +213,26 @@ def _notebook(notebook: str | os.PathLike[str] | None) -> Path:
     return path.resolve()
 
 
-def _tables(sources: list[Path], redactor: Redactor | None) -> tuple[int, dict[str, pd.DataFrame], list[str]]:
-    """Events loaded, the tables written next to the report (tagged events and per-domain summary, redacted
-    when a Redactor is given) and the load errors."""
-    from analysis.io.loader import load_trace
-    from analysis.summaries.tables import summarize_domains
-    from analysis.tagging.tag import tag
-
+def _tables(sources: list[Path], redactor: Redactor | None, partners: Sequence[str]
+            ) -> tuple[int, dict[str, pd.DataFrame], list[str], list[str], set[str]]:
+    """Events loaded, the tables written next to the report (tagged events of ``partners`` or all, files named by
+    label, and per-domain summary, redacted when a Redactor is given), the load errors (files by label), the
+    problems to say at the top, and the other recipient domains a partner's report must not show."""
     events, load_report = load_trace(sources, errors="report", with_report=True)
+    labels = file_labels(load_report, events)
     tagged = tag(events)
+    hidden = other_domains(tagged, partners) if partners else set()
+    if partners:
+        tagged = domain_rows(tagged, partners)
+    problems = input_problems(load_report, len(events), labels, partners, len(tagged))
+    tagged = tagged.assign(source_file=tagged["source_file"].astype(str).map(labels).astype("category"))
     if redactor:
         tagged = redactor.learn(tagged).frame(tagged)
     tables = {"events": tagged, "domains": summarize_domains(tagged)}
     for frame in tables.values():
         frame.attrs = {}  # the load report, time spans: not table data (and Parquet cannot store them)
-    return len(events), tables, load_report.errors
+    errors = [f"{labels[f.path]}: {f.error}" for f in load_report.files if f.error]
+    return len(events), tables, errors, problems, hidden
 
 
 def _execute(notebook: Path, parameters: dict[str, object], output: Path) -> object:
@@ -228,8 +254,6 @@ def _execute(notebook: Path, parameters: dict[str, object], output: Path) -> obj
 
 def export_html(notebook: object, title: str) -> str:
     """Self-contained HTML of an executed notebook: outputs only, no scripts, no network (see module docstring)."""
-    import copy
-
     import jinja2
     from nbconvert import HTMLExporter
 
@@ -280,9 +304,26 @@ def _check_redaction(redactor: Redactor, files: Iterable[Path]) -> None:
                           + "; ".join(problems))
 
 
+def _check_scope(hidden: set[str], files: Iterable[Path]) -> None:
+    """Raise ReportError when a written file of a partner's report names another recipient domain of the input."""
+    problems = []
+    for path in files:
+        found = scope_leaks(_readable_text(path), hidden)
+        if found:
+            problems.append(f"{path.name}: {len(found)} other domain(s), e.g. {found[0]}")
+    if problems:
+        raise ReportError("partner scope check failed, nothing was kept: other recipients' domains remain in "
+                          + "; ".join(problems))
+
+
 def _readable_text(path: Path) -> str:
     """Everything a reader of ``path`` could see, as text (HTML unescaped with its data: URIs decoded)."""
     suffix = path.suffix.lower()
+    if suffix == ".parquet":  # the values, and the categories a column keeps even when no row uses them
+        frame = pd.read_parquet(path)
+        categories = [frame[c].cat.categories.astype(str) for c in frame.columns
+                      if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+        return frame.to_csv(index=False) + "\n".join("\n".join(c) for c in categories)
     if suffix == ".png":
         return _png_text(path.read_bytes())
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -302,8 +343,6 @@ def _data_uri_text(match: re.Match[str]) -> str:
             return base64.b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8", errors="replace")
         except binascii.Error:
             return payload
-    from urllib.parse import unquote
-
     return unquote(payload)
 
 

@@ -38,7 +38,8 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 import pyarrow.compute as pc
 
-from analysis.backends.dask import is_dask
+from analysis.backends import dask as engine
+from analysis.backends import rows as dask_rows
 from analysis.core.columns import map_unique, to_arrow
 
 __all__ = ["MIN_BARE_LOCAL", "MIN_LEAK_SUBJECT", "Redactor", "redact"]
@@ -246,19 +247,15 @@ def redact(events: pd.DataFrame, *, secret: bytes | str | None = None,
     domains, hosts and subjects of every partition first, then redacts each partition (lazily) with the same
     pseudonyms as for the whole table at once."""
     redactor = Redactor(secret, redact_domains=redact_domains)
-    if not is_dask(events):
+    if not engine.is_dask(events):
         redactor.learn(events)
         return redactor.frame(events), redactor
-    from analysis.backends import dask as engine
-    from analysis.backends import rows as dask_rows
-
     ddf = engine.site_partitioned(events)
     learned = [*_address_columns(ddf._meta), *(c for c in _LEARNED if c in ddf.columns)]
     for column, values in dask_rows.distinct_values(ddf, learned).items():
         redactor.learn(pd.DataFrame({column: pd.array(sorted(values), dtype="string")}))
     meta = redactor.frame(ddf._meta)
-    redacted = ddf.map_partitions(_redacted_part, redactor, meta, meta=meta)
-    return engine.mark_site_partitioned(redacted), redactor
+    return engine.transform_sites(ddf, _redacted_part, redactor, meta, meta=meta), redactor
 
 
 def _redacted_part(part: pd.DataFrame, redactor: Redactor, meta: pd.DataFrame) -> pd.DataFrame:

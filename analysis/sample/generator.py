@@ -1108,18 +1108,20 @@ def _tracking_rows(events: pd.DataFrame, spec: _Tracking, received: pd.Series) -
     ``events`` must hold each message+recipient's events together and in time order (any truth subset does);
     ``received`` maps every message id to its receive time (ns), which may lie before the slice.
     """
+    # Defer/Fail statuses in the LED form (remote host in {FQDN=}/{IP=} or [LastAttempted...]), on one line;
+    # a log file keeps every reply on one line
     status = _text(events, "reply")
-    if spec.on_prem:  # single-line replies; Defer/Fail in the LED form
-        flat = events.assign(reply=_col(pc.replace_substring(status, "\r\n", " ")).to_numpy())
-        pair = _pair_ids(events)
-        status = _by_case(np.where(events.event.isin(["defer", "fail"]), "led", "reply"), {
-            "led": lambda rows: _reason(flat, rows, pair),
-            "reply": lambda rows: _text(flat, "reply").take(pa.array(rows))})
+    flat = events.assign(reply=_col(pc.replace_substring(status, "\r\n", " ")).to_numpy())
+    pair = _pair_ids(events)
+    status = _by_case(np.where(events.event.isin(["defer", "fail"]), "led", "reply"), {
+        "led": lambda rows: _reason(flat, rows, pair),
+        "reply": lambda rows: _text(flat if spec.on_prem else events, "reply").take(pa.array(rows))})
     order = np.argsort(_ns(events.timestamp), kind="stable")
     ev, status = events.iloc[order].reset_index(drop=True), status.take(order)
     n = len(ev)
     event = ev.event.astype(str).to_numpy()
     is_hop = np.isin(event, ["defer", "send", "fail"])
+    sent = pa.array(event == "send")  # on DEFER / FAIL the server fields name the local server, as Exchange writes
     inbound = (ev.direction == "inbound").to_numpy()
     hop, incoming = pa.array(is_hop), pa.array(inbound)
     ts = _ns(ev.timestamp)
@@ -1129,8 +1131,8 @@ def _tracking_rows(events: pd.DataFrame, spec: _Tracking, received: pd.Series) -
         "date-time": _fmt_time(ts, "iso3" if spec.on_prem else "iso7"),
         "client-ip": _where(hop, _text(ev, "exo_ip"), _where(incoming, _text(ev, "client_ip"), "")),
         "client-hostname": _where(event == "deliver", "", _text(ev, "exo_host")),
-        "server-ip": _where(hop, _text(ev, "remote_ip"), ""),
-        "server-hostname": _where(hop, _text(ev, "remote_host"), _text(ev, "exo_host")),
+        "server-ip": _where(sent, _text(ev, "remote_ip"), _where(hop, _text(ev, "exo_ip"), "")),
+        "server-hostname": _where(sent, _text(ev, "remote_host"), _text(ev, "exo_host")),
         "source-context": _cat("08DE", session, ";", _fmt_time(ts, "iso3"), ";ClientSubmitTime:",
                                _fmt_time(received, "iso3")),
         "connector-id": _where(hop, _text(ev, "connector"), ""),

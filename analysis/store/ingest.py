@@ -56,7 +56,7 @@ import math
 import os
 import shutil
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -68,28 +68,37 @@ import pyarrow.parquet as pq
 
 from analysis.backends import dask as dask_engine
 from analysis.backends.dask import SEQ, STORE_MANIFEST
+from analysis.backends.store import (
+    FILE,
+    HELPERS,
+    NEXT_MANIFEST,
+    NO_DAY,
+    open_store,
+    partition_files,
+    read_manifest,
+    read_part,
+    store_meta,
+)
+from analysis.core.concepts import address_domain, is_expiry, site_key, source_range
 from analysis.core.errors import NotATraceError, TraceLoadError
-from analysis.core.schema import EVENT_COLUMNS, STRING, TAG_COLUMNS, conform
+from analysis.core.schema import EVENT_COLUMNS, STRING, conform
+from analysis.io import loader
 from analysis.io.formats import BY_NAME
-from analysis.io.loader import FileReport, LoadReport
+from analysis.io.loader import TENANT_MIN_ROWS, TENANT_MIN_SHARE, FileReport, LoadReport, is_trace_like, load_trace
+from analysis.reference.endpoints import Endpoints
+from analysis.tagging.tag import ACCEPTED_EVENTS, CLEAR_ACCEPTS, CLEAR_REFUSALS, REFUSAL_EVENTS, tag
 
 __all__ = ["IngestReport", "ingest", "load_reports", "open_store", "open_trace", "read_manifest",
            "store_load_report"]
 
-FILE = "_file"
 REPORTS = "_load_reports"
 STAGING, NEXT, OLD = "_staging", "_next", "_old"
-NEXT_MANIFEST = "_manifest.next.json"
-NO_DAY = "__HIVE_DEFAULT_PARTITION__"  # pyarrow's hive name for a null partition value
 CHUNK_ROWS = 250_000
 PARTITION_ROWS = 250_000
 MAX_CHUNK_ROWS = 4_000_000  # rows of a piece stay below 2**24 (the piece's bits of _seq)
 _FILE_BITS, _PIECE_BITS = 40, 24
 _SPLITTABLE = {".csv", ".txt", ".log", ".tsv"}
 _SCAN_BLOCK = 1 << 24
-_TAG_EXTRAS = {"cause_explanation": "category", "remedy": "category"}
-STORED_COLUMNS: dict[str, object] = {**EVENT_COLUMNS, **TAG_COLUMNS, **_TAG_EXTRAS}
-_HELPERS = {SEQ: "int64", FILE: "int32"}
 _SLICE = " #"  # joins a site and a slice number in a shuffle key (no domain holds a space)
 
 
@@ -153,15 +162,6 @@ class IngestReport:
     __str__ = summary
 
 
-def read_manifest(store_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The store's manifest (raises FileNotFoundError naming the folder when it is no store)."""
-    path = Path(store_dir) / STORE_MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{store_dir}: not an exo-deferrals store (no {STORE_MANIFEST}); "
-                                "create one with `exo-deferrals ingest TRACE... --store DIR`")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _stored_reports(store_dir: str | os.PathLike[str]) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
     """(manifest entry, FileReport fields) of every ingested, then every failed file."""
     manifest = read_manifest(store_dir)
@@ -200,8 +200,6 @@ def open_trace(paths: Any, *, dask_scheduler: str | None = None, progress: Any =
     this machine) ``paths`` is a store made by ``exo-deferrals ingest``: its tagged events as a Dask DataFrame
     computed on that cluster, and the load reports kept in the store."""
     if not dask_scheduler:
-        from analysis.io.loader import load_trace
-
         return load_trace(paths, errors="report", with_report=True, progress=progress,
                           tenant_domains=tenant_domains, **load_options)
     named = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
@@ -221,168 +219,10 @@ def open_trace(paths: Any, *, dask_scheduler: str | None = None, progress: Any =
     return open_store(store), store_load_report(store)
 
 
-# ---------------------------------------------------------------- reading
-
-def read_part(files: Sequence[str], columns: Sequence[str] | None = None, start: pd.Timestamp | None = None,
-              end: pd.Timestamp | None = None) -> pd.DataFrame:
-    """One partition of a store (its files over every day) for ``dd.from_map``: ``columns`` (default: all
-    stored ones) in their canonical dtypes, in ``_seq`` order, only rows with ``start <= timestamp <= end`` when
-    given. Dask passes only the columns a computation uses."""
-    wanted = list(columns) if columns is not None else [*STORED_COLUMNS, SEQ]
-    if start is None and end is None:
-        return read_files(files, wanted)
-    frame = read_files(files, list(dict.fromkeys([*wanted, "timestamp"])))
-    keep = frame["timestamp"].notna()
-    if start is not None:
-        keep &= frame["timestamp"] >= start
-    if end is not None:
-        keep &= frame["timestamp"] <= end
-    return frame.loc[keep.to_numpy(dtype=bool), wanted].reset_index(drop=True)
-
-
-def read_files(files: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
-    """Parquet files of a store (or staged pieces) as one frame of ``columns`` in their canonical dtypes."""
-    tables = []
-    for path in files:
-        handle = pq.ParquetFile(path)
-        present = set(handle.schema_arrow.names)
-        tables.append(_wide_dictionaries(handle.read(columns=[c for c in columns if c in present])))
-    if tables:
-        table = pa.concat_tables(tables, promote_options="permissive")
-        del tables
-        frame = table.to_pandas(types_mapper=_ARROW_TO_PANDAS.get, ignore_metadata=True, self_destruct=True,
-                                split_blocks=True)
-        del table
-        pa.default_memory_pool().release_unused()
-    else:
-        frame = pd.DataFrame(index=pd.RangeIndex(0))
-    return typed(frame, columns)
-
-
-_ARROW_TO_PANDAS = {pa.string(): STRING, pa.large_string(): STRING, pa.int64(): pd.Int64Dtype(),
-                    pa.int32(): pd.Int32Dtype(), pa.int16(): pd.Int16Dtype(), pa.bool_(): pd.BooleanDtype()}
-
-
-def _wide_dictionaries(table: pa.Table) -> pa.Table:
-    """Dictionary (categorical) columns with int32 indices, so files whose dictionaries differ concatenate
-    (each chunk keeps its dictionary; to_pandas unifies them into one categorical)."""
-    for i, column in enumerate(table.columns):
-        if pa.types.is_dictionary(column.type) and column.type.index_type != pa.int32():
-            wide = pa.dictionary(pa.int32(), column.type.value_type)
-            table = table.set_column(i, table.field(i).name, column.cast(wide))
-    return table
-
-
-def typed(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """``frame`` with exactly ``columns`` in their store dtypes (sorted categories for the open categoricals)."""
-    ready, schema = {}, {}
-    for name in columns:
-        dtype = STORED_COLUMNS.get(name)
-        series = frame.get(name)
-        if dtype is None:
-            continue
-        if series is not None and isinstance(series.dtype, pd.CategoricalDtype):
-            if isinstance(dtype, pd.CategoricalDtype):  # fixed categories: recode, no strings involved
-                ready[name] = series.cat.set_categories(dtype.categories)
-                continue
-            if dtype == "category":
-                ready[name] = series
-                continue
-        schema[name] = dtype
-    out = conform(frame[[c for c in schema if c in frame]], schema) if schema else pd.DataFrame(index=frame.index)
-    for name, values in ready.items():
-        out[name] = values
-    for name, dtype in _HELPERS.items():
-        if name in columns:
-            values = frame[name] if name in frame else pd.Series(0, index=frame.index)
-            out[name] = values.astype(dtype)
-    out = out[list(columns)]
-    if SEQ in out and not out[SEQ].is_monotonic_increasing:
-        out = out.sort_values(SEQ, kind="stable")
-    return dask_engine.with_categories(out.reset_index(drop=True))
-
-
-def _meta(columns: Sequence[str]) -> pd.DataFrame:
-    from dask.dataframe.utils import clear_known_categories
-
-    meta = typed(pd.DataFrame(index=pd.RangeIndex(0)), columns)
-    opened = [c for c in dask_engine.OPEN_CATEGORIES if c in meta.columns]
-    return clear_known_categories(meta, cols=opened) if opened else meta
-
-
-def _partition_files(store: Path, partitions: int) -> list[list[str]]:
-    """Per partition number, its files over every day (days in order)."""
-    files: list[list[str]] = [[] for _ in range(partitions)]
-    for day in sorted(store.glob("day=*")):
-        for path in sorted(day.glob("part.*.parquet")):
-            number = int(path.name.split(".")[1])
-            if number < partitions:
-                files[number].append(str(path))
-    return files
-
-
-def _partition_groups(store: Path, manifest: dict[str, Any]) -> list[list[str]]:
-    """Per group of partitions that together hold whole sites (manifest "groups"; else one partition each): its
-    files."""
-    files = _partition_files(store, manifest.get("partitions", 0))
-    groups = manifest.get("groups") or [[i] for i in range(len(files))]
-    return [[f for i in group for f in files[i]] for group in groups]
-
-
-def open_store(store_dir: str | os.PathLike[str], *, engine: str = "dask", columns: Iterable[str] | None = None,
-               start: Any = None, end: Any = None) -> Any:
-    """The store's tagged events: a Dask DataFrame, one partition per group of whole sites (the default), or with
-    ``engine="pandas"`` one pandas DataFrame (small stores). Rows are in ``_seq`` order within a partition
-    (pandas: overall); ``columns`` limits what is read (``_seq`` is always there); ``start`` / ``end`` (UTC; naive
-    times are UTC) keep the events of that time window, both ends included, reading only its days."""
-    store = Path(store_dir)
-    manifest = read_manifest(store)
-    if (store / NEXT_MANIFEST).exists():
-        raise RuntimeError(f"{store}: an ingest was interrupted; run ingest again to finish it")
-    wanted = list(dict.fromkeys([*(columns if columns is not None else STORED_COLUMNS), SEQ]))
-    unknown = [c for c in wanted if c not in STORED_COLUMNS and c not in _HELPERS]
-    if unknown:
-        raise ValueError(f"unknown column(s) {', '.join(unknown)}; the store holds {', '.join(STORED_COLUMNS)}")
-    low, high = _utc_or_none(start), _utc_or_none(end)
-    groups = [[f for f in files if _day_overlaps(f, low, high)] for files in _partition_groups(store, manifest)]
-    groups = [files for files in groups if files]
-    if engine == "pandas":
-        return read_part([f for files in groups for f in files], wanted, low, high)
-    if engine != "dask":
-        raise ValueError(f"engine {engine!r}: expected 'dask' or 'pandas'")
-    import dask.dataframe as dd
-
-    if not groups:
-        return dd.from_pandas(_meta(wanted), npartitions=1)
-    ddf = dd.from_map(read_part, groups, columns=wanted, meta=_meta(wanted), label="exo-store",
-                      enforce_metadata=False, start=low, end=high)
-    return dask_engine.mark_site_partitioned(ddf)
-
-
-def _utc_or_none(value: Any) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _day_overlaps(path: str, start: pd.Timestamp | None, end: pd.Timestamp | None) -> bool:
-    """Whether the day folder of a store file can hold events between ``start`` and ``end``."""
-    if start is None and end is None:
-        return True
-    day = Path(path).parent.name.removeprefix("day=")
-    if day == NO_DAY:
-        return False
-    first = pd.Timestamp(day, tz="UTC")
-    return (start is None or first + pd.Timedelta(days=1) > start) and (end is None or first <= end)
-
-
 # ---------------------------------------------------------------- ingest: inputs and pieces
 
 def _expand(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
     """(file, named explicitly?) for every input, as load_trace expands folders and glob patterns."""
-    from analysis.io.loader import is_trace_like
-
     items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     out: list[tuple[Path, bool]] = []
     for item in items:
@@ -488,8 +328,6 @@ class _Loaded:
 def _load_piece(source: str, explicit: bool, piece: _Piece, number: int, staged: str, options: dict[str, Any]
                 ) -> _Loaded:
     """Load one file or piece with load_trace and stage it as Parquet (runs on a Dask worker)."""
-    from analysis.io.loader import load_trace
-
     path, temporary = Path(source), None
     if piece.span is not None:
         temporary = Path(staged).with_suffix("") / Path(source).name
@@ -704,9 +542,9 @@ def _rebuild(store: Path, manifest: dict[str, Any], staged: list[str], partition
     import dask
     import dask.dataframe as dd
 
-    old = [files for files in _partition_files(store, manifest["partitions"]) if files]
+    old = [files for files in partition_files(store, manifest["partitions"]) if files]
     sources = old + [[path] for path in staged]
-    ddf = dd.from_map(read_part, sources, columns=_INPUT, meta=_meta(_INPUT), label="exo-ingest",
+    ddf = dd.from_map(read_part, sources, columns=_INPUT, meta=store_meta(_INPUT), label="exo-ingest",
                       enforce_metadata=False)
     facts = dask.compute(*[dask.delayed(_global_facts)(part) for part in ddf[_FACT_COLUMNS].to_delayed()])
     senders = pd.concat([f[0] for f in facts]).groupby(level=0).sum() if facts else pd.Series(dtype=np.int64)
@@ -726,7 +564,7 @@ def _rebuild(store: Path, manifest: dict[str, Any], staged: list[str], partition
     target = store / NEXT
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
-    meta = dask_engine.with_site(_meta(_INPUT), shared).assign(**{_TARGET: pd.Series([], dtype=np.int64)})
+    meta = dask_engine.with_site(store_meta(_INPUT), shared).assign(**{_TARGET: pd.Series([], dtype=np.int64)})
     keyed = ddf.map_partitions(_keyed, shared, sliced, placement, partitions, meta=meta)
     shuffled = keyed.set_index(_TARGET, divisions=[*range(partitions), partitions - 1], sort=True)
     meta = pd.DataFrame({FILE: pd.Series([], dtype=np.int64), "day": pd.Series([], dtype=object),
@@ -750,11 +588,9 @@ def _global_facts(part: pd.DataFrame) -> tuple[pd.Series, set[str], set[str], pd
     """Per input partition: senders of outbound attempts (for the tenant), sites rows without a recipient domain
     reach, messages of detail rows without one, and per recipient domain (lower case; "" none) its rows and
     what decides whether it may be cut into slices of messages (see _sliced_sites)."""
-    from analysis.io.loader import _domain
-
     outbound_like = (part["event"].isin(["send", "defer"]).to_numpy(dtype=bool)
                      | part["remote_ip"].notna().to_numpy(dtype=bool))
-    senders = _domain(part["sender"].astype(STRING))[outbound_like].value_counts()
+    senders = address_domain(part["sender"])[outbound_like].value_counts()
     none = part["recipient_domain"].isna() & part["source_format"].eq("messagetrace_detail").fillna(False)
     traces = set(part.loc[none.to_numpy(dtype=bool), "trace_id"].dropna().unique().tolist())
     sourced = part["exo_ip"].notna().to_numpy(dtype=bool)
@@ -878,8 +714,6 @@ def _domains_of_traces(part: pd.DataFrame, traces: frozenset[str]) -> set[str]:
 
 def _infer_tenant(senders: pd.Series) -> set[str]:
     """The loader's rule: sender domains of at least TENANT_MIN_ROWS outbound attempts or TENANT_MIN_SHARE of them."""
-    from analysis.io.loader import TENANT_MIN_ROWS, TENANT_MIN_SHARE
-
     chosen = senders[(senders >= TENANT_MIN_ROWS) | (senders >= TENANT_MIN_SHARE * senders.sum())]
     return set(chosen.index.astype(str))
 
@@ -912,8 +746,6 @@ def _rebuild_partition(part: pd.DataFrame, tenant: frozenset[str], endpoints: An
 
 
 def _tag_slice(events: pd.DataFrame, tenant: frozenset[str], endpoints: Any) -> pd.DataFrame:
-    from analysis.tagging.tag import tag
-
     return dask_engine.with_categories(tag(_cross_file(events, tenant), endpoints=endpoints))
 
 
@@ -942,7 +774,7 @@ def _slices(part: pd.DataFrame, order: np.ndarray, sites: np.ndarray, slice_rows
         rows = np.flatnonzero(codes == site)
         pieces = math.ceil(len(rows) / slice_rows)
         message = _message_slices(part[["message_id", "trace_id"]].iloc[order[rows]], pieces)
-        facts = part[["event", "reply", "recipient_domain", "remote_host", "exo_ip"]].iloc[order[rows]]
+        facts = part[["event", "enhanced_code", "reply", "recipient_domain", "remote_host", "exo_ip"]].iloc[order[rows]]
         if message is None or _possibly_selective(facts, np.zeros(len(rows), dtype=np.int64), endpoints).any() \
                 or _possibly_selective(facts, message, endpoints).any():
             out.append(rows)
@@ -971,23 +803,12 @@ def _possibly_selective(events: pd.DataFrame, groups: np.ndarray, endpoints: Any
     group. An over-approximation of the rule's "clear" sites (see tagging._selective_refusals): a range that
     refused (any refusal counts) and accepted nothing, with at least CLEAR_REFUSALS such refusals, and at least
     CLEAR_ACCEPTS acceptances in the site."""
-    from analysis.reference.endpoints import Endpoints
-    from analysis.tagging.tag import (
-        _EXPIRED,
-        ACCEPTED_EVENTS,
-        CLEAR_ACCEPTS,
-        CLEAR_REFUSALS,
-        REFUSAL_EVENTS,
-        _source_range,
-    )
-
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     event = events["event"]
-    expiry = event.eq("fail").fillna(False).to_numpy(dtype=bool) & events["reply"].str.contains(
-        _EXPIRED, regex=True).fillna(False).to_numpy(dtype=bool)
+    expiry = is_expiry(event, events["enhanced_code"], events["reply"])
     refused = event.isin(REFUSAL_EVENTS).to_numpy(dtype=bool) & ~expiry
     accepted = event.isin(ACCEPTED_EVENTS).to_numpy(dtype=bool)
-    site = events["recipient_domain"].astype(STRING).str.lower().fillna(events["remote_host"].str.lower())
+    site = site_key(events["recipient_domain"], events["remote_host"])
     rows = (refused | accepted) & events["exo_ip"].notna().to_numpy(dtype=bool) & site.notna().to_numpy(dtype=bool)
     if not (rows & refused).any() or not (rows & accepted).any():
         return np.zeros(n_groups, dtype=bool)
@@ -995,7 +816,7 @@ def _possibly_selective(events: pd.DataFrame, groups: np.ndarray, endpoints: Any
     unique = pd.Series(ips.unique(), dtype=STRING)
     matched = (endpoints or Endpoints.bundled()).match_ips(unique)
     cidr = pd.Series(matched["cidr"].astype(object).to_numpy(), index=unique.astype(object).to_numpy())
-    source = _source_range(ips, pd.Series(cidr.reindex(ips.to_numpy()).to_numpy(), index=ips.index))
+    source = source_range(ips, pd.Series(cidr.reindex(ips.to_numpy()).to_numpy(), index=ips.index))
     stats = pd.DataFrame({"group": groups[rows], "site": site[rows].to_numpy(dtype=object),
                           "range": source.to_numpy(dtype=object), "refused": refused[rows],
                           "accepted": accepted[rows]}).dropna(subset=["range"])
@@ -1018,8 +839,6 @@ _STATUS_DERIVED = tuple(name for name, spec in BY_NAME.items() if spec.layout in
 
 def _cross_file(events: pd.DataFrame, tenant: frozenset[str]) -> pd.DataFrame:
     """What load_trace does across files (see its ``_combine``), on rows in store order."""
-    from analysis.io import loader
-
     for name in ("status", "event", "direction", "source_format"):
         events[name] = events[name].astype(STRING)
     derived = events["source_format"].isin(_STATUS_DERIVED).fillna(False).to_numpy(dtype=bool)
@@ -1028,15 +847,13 @@ def _cross_file(events: pd.DataFrame, tenant: frozenset[str]) -> pd.DataFrame:
     events = loader.derive_status(events)
     events["direction"] = loader.infer_direction(events, tenant)
     events = _drop_repeats(events)
-    return conform(events, {**EVENT_COLUMNS, **_HELPERS})
+    return conform(events, {**EVENT_COLUMNS, **HELPERS})
 
 
 def _drop_repeats(events: pd.DataFrame) -> pd.DataFrame:
     """loader._drop_duplicates with each ingested file as a file: an event repeated by later exports of the
     same family is kept once (the first ingested, completed with the facts of the others); a recipient-status
     list row whose message and recipient an event-level export covers is dropped."""
-    from analysis.io import loader
-
     family = events["source_format"].astype(object).map(loader.FORMAT_FAMILY).astype(object)
     files = events[FILE].groupby(family.to_numpy()).nunique()
     if (files <= 1).all() and not {"events", "recipient_list"} <= set(files.index):

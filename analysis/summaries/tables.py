@@ -10,7 +10,7 @@ Conventions shared by all of them:
   EAC reports, tracking logs) its summary rows only count for "first seen"; alone they stand in for the events
   (a Pending row is a deferral dated at Received, and no delivery time is known).
 * The *outcome* of a pair is its latest final event: deliver/send = ``delivered``; fail/drop = ``failed``, or
-  ``expired`` when the failure is a queue expiry (4.4.7, 5.4.300, 5.4.31x "expired", QUEUE.Expired). With no
+  ``expired`` when the failure is a queue expiry (:func:`analysis.core.concepts.is_expiry`). With no
   final event it is ``pending`` if it was deferred, else its exported status, else ``other`` (e.g. quarantined).
 * ``direction="outbound"`` (the default) keeps outbound rows only; ``None`` keeps every direction.
 * Rows without a timestamp are counted but left out of everything measured in time.
@@ -21,7 +21,6 @@ Conventions shared by all of them:
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -32,10 +31,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis.backends.dask import is_dask
+from analysis.backends.dispatch import dispatch
 from analysis.core.columns import map_unique, to_arrow
+from analysis.core.concepts import as_utc, covering_network, is_expiry
 from analysis.core.schema import CAUSES, DIRECTIONS, STRING, TAG_COLUMNS
 from analysis.io.formats import BY_NAME
+from analysis.reference.endpoints import Endpoints
 
 __all__ = [
     "AGE_BUCKETS", "IMPACT_WEIGHTS", "OUTCOMES", "by_connector", "by_gateway", "deferral_rate_by_source_range",
@@ -53,16 +54,15 @@ OUTCOMES = ("delivered", "failed", "expired", "pending", "other")
 # those still waiting next, those who got it late least; first-time deliveries weigh nothing
 IMPACT_WEIGHTS = {"failed": 3, "pending": 2, "delivered_after_deferral": 1}
 SUMMARY_FORMATS = tuple(name for name, fmt in BY_NAME.items() if fmt.layout == "summary")
-EXPIRY_CODES = ("4.4.7", "5.4.300")
-EXPIRY_PATTERN = r"(?i)\b(?:4\.4\.7|5\.4\.300)\b|\b5\.4\.31\d\b.*expired|queue\.expired"
 
-_REQUIRED = ("timestamp", "trace_id", "message_id", "recipient", "recipient_domain", "direction", "event",
+REQUIRED = ("timestamp", "trace_id", "message_id", "recipient", "recipient_domain", "direction", "event",
              "status", "reply", "enhanced_code", "source_format", "cause")
-_OTHER, _DEFER, _DELIVERED, _FAILED, _EXPIRED = range(5)  # row kinds
-_PENDING, _OTHER_OUTCOME = OUTCOMES.index("pending"), OUTCOMES.index("other")
-_KIND_OUTCOME = np.array([_OTHER_OUTCOME, _PENDING, *map(OUTCOMES.index, ("delivered", "failed", "expired"))])
-_STATUS_OUTCOME = {"delivered": 0, "failed": 1, "pending": _PENDING}
+OTHER_KIND, DEFER, DELIVERED, FAILED, EXPIRED = range(5)  # row kinds
+PENDING, _OTHER_OUTCOME = OUTCOMES.index("pending"), OUTCOMES.index("other")
+_KIND_OUTCOME = np.array([_OTHER_OUTCOME, PENDING, *map(OUTCOMES.index, ("delivered", "failed", "expired"))])
+_STATUS_OUTCOME = {"delivered": 0, "failed": 1, "pending": PENDING}
 _ARROW = " → "
+NOT_AN_IP = "(not an IP address)"  # the source range of an exo_ip that is no IP address
 
 # reply normalization (RE2 syntax, applied in this order, one pass per placeholder): what varies between
 # otherwise equal replies
@@ -86,7 +86,7 @@ _REPLY_NOISE = (
 # ---------------------------------------------------------------- preparation shared by every function
 
 @dataclass
-class _Trace:
+class Trace:
     """The selected event-level rows (positions into the caller's table), their pair codes and row kinds.
 
     Columns are read from the caller's table only when a function needs them, as integer codes or nanoseconds
@@ -107,7 +107,7 @@ class _Trace:
 
     @property
     def kind(self) -> np.ndarray:
-        """_DEFER / _DELIVERED / _FAILED / _EXPIRED / _OTHER per selected row."""
+        """DEFER / DELIVERED / FAILED / EXPIRED / OTHER_KIND per selected row."""
         if "kind" not in self._cache:
             self._cache["kind"] = _kinds(self)
         return self._cache["kind"]
@@ -144,7 +144,7 @@ class _Trace:
         return _take(self.source[name], self.positions[self.first_row])
 
     def stamp(self, frame: pd.DataFrame) -> pd.DataFrame:
-        frame.attrs.update(start=_or_none(self.start), end=_or_none(self.end))
+        frame.attrs.update(start=or_none(self.start), end=or_none(self.end))
         return frame
 
 
@@ -154,10 +154,10 @@ def _take(series: pd.Series, positions: np.ndarray) -> pd.Series:
     return series.iloc[positions].reset_index(drop=True)
 
 
-def _check(tagged: Any, needed: tuple[str, ...]) -> None:
+def check_tagged(tagged: Any, needed: tuple[str, ...]) -> None:
     if not isinstance(tagged, pd.DataFrame):
         raise TypeError(f"expected the tagged events DataFrame, got {type(tagged).__name__}")
-    missing = [c for c in dict.fromkeys((*_REQUIRED, *needed)) if c not in tagged.columns]
+    missing = [c for c in dict.fromkeys((*REQUIRED, *needed)) if c not in tagged.columns]
     if not missing:
         return
     tags = [c for c in missing if c in TAG_COLUMNS]
@@ -169,12 +169,12 @@ def _check(tagged: Any, needed: tuple[str, ...]) -> None:
     raise ValueError(text)
 
 
-def _prepare(tagged: pd.DataFrame, direction: str | None, needed: tuple[str, ...] = ()) -> _Trace:
-    _check(tagged, needed)
+def prepare(tagged: pd.DataFrame, direction: str | None, needed: tuple[str, ...] = ()) -> Trace:
+    check_tagged(tagged, needed)
     if direction is not None and direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r}: expected one of {', '.join(DIRECTIONS)} or None")
     ns = _ns(tagged["timestamp"])
-    dated = ns[ns != _NAT]
+    dated = ns[ns != NAT]
     start, end = (_stamp(dated.min()), _stamp(dated.max())) if len(dated) else (pd.NaT, pd.NaT)
     chosen = np.arange(len(tagged)) if direction is None else np.flatnonzero(
         tagged["direction"].isin([direction]).to_numpy(dtype=bool))
@@ -195,50 +195,34 @@ def _prepare(tagged: pd.DataFrame, direction: str | None, needed: tuple[str, ...
     pair, summary = pair[keep], summary[keep]
     first_row = np.full(n_pairs, len(pair), dtype=np.int64)
     np.minimum.at(first_row, pair, np.arange(len(pair)))
-    return _Trace(tagged, chosen[keep], pair, summary, n_pairs, first_row, pair_message, first_seen, start, end)
+    return Trace(tagged, chosen[keep], pair, summary, n_pairs, first_row, pair_message, first_seen, start, end)
 
 
-def _kinds(t: _Trace) -> np.ndarray:
+def _kinds(t: Trace) -> np.ndarray:
     codes, labels = t.codes("event")
     index = {name: i for i, name in enumerate(labels)}
-    lookup = np.full(len(labels) + 1, _OTHER, dtype=np.int8)  # the extra slot: NA (code -1)
-    for names, kind in ((("defer",), _DEFER), (("deliver", "send"), _DELIVERED), (("fail", "drop"), _FAILED)):
+    lookup = np.full(len(labels) + 1, OTHER_KIND, dtype=np.int8)  # the extra slot: NA (code -1)
+    for names, kind in ((("defer",), DEFER), (("deliver", "send"), DELIVERED), (("fail", "drop"), FAILED)):
         lookup[[index[n] for n in names if n in index]] = kind
     kind = lookup[codes]
-    failed = np.flatnonzero(kind == _FAILED)
+    failed = np.flatnonzero(kind == FAILED)
     if len(failed):
-        sub = t.at(failed, "enhanced_code", "reply")
-        expired = sub["enhanced_code"].isin(EXPIRY_CODES).to_numpy(dtype=bool) | _matches(sub["reply"], EXPIRY_PATTERN)
-        kind[failed[expired]] = _EXPIRED
+        sub = t.at(failed, "event", "enhanced_code", "reply")
+        kind[failed[is_expiry(sub["event"], sub["enhanced_code"], sub["reply"])]] = EXPIRED
     return kind
-
-
-def _matches(values: pd.Series, pattern: str) -> np.ndarray:
-    """Whether each value matches the RE2 ``pattern`` (False for NA), computed on unique values."""
-    def match(uniques: pd.Series) -> pd.Series:
-        found = pc.fill_null(pc.match_substring_regex(to_arrow(uniques), pattern), False)
-        return pd.Series(pd.array(found.to_numpy(zero_copy_only=False), dtype="boolean"))
-    return map_unique(values, match).fillna(False).to_numpy(dtype=bool)
 
 
 # ---------------------------------------------------------------- small whole-column helpers
 
-_NAT = np.iinfo(np.int64).min
-_NEVER = np.iinfo(np.int64).max
+NAT = np.iinfo(np.int64).min
+NEVER = np.iinfo(np.int64).max
 # factorized Arrow-backed columns: id(arrow array) -> (weak reference to it, codes, labels), oldest first
 _FACTORIZED: dict[int, tuple[weakref.ref, np.ndarray, pd.Index]] = {}
 _FACTORIZED_KEEP = 8
 _FACTORIZED_LOCK = threading.RLock()
 
 
-def _utc(value: Any) -> pd.Timestamp:
-    if value is None or pd.isna(value):
-        return pd.NaT
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _or_none(value: pd.Timestamp) -> pd.Timestamp | None:
+def or_none(value: pd.Timestamp) -> pd.Timestamp | None:
     return None if pd.isna(value) else value
 
 
@@ -251,7 +235,7 @@ def _stamp(ns: int) -> pd.Timestamp:
     return pd.Timestamp(int(ns), unit="ns", tz="UTC")
 
 
-def _stamps(ns: np.ndarray) -> pd.Series:
+def stamps(ns: np.ndarray) -> pd.Series:
     """UTC timestamps from ns since the epoch (the smallest int64: NaT)."""
     return pd.Series(pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC"))
 
@@ -263,21 +247,21 @@ def _minutes(ns: np.ndarray) -> np.ndarray:
 
 def _elapsed(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
     """``later - earlier`` in ns, -1 where either is NaT."""
-    known = (later != _NAT) & (earlier != _NAT)
+    known = (later != NAT) & (earlier != NAT)
     return np.where(known, later - np.where(known, earlier, 0), -1)
 
 
 def _group_min(groups: np.ndarray, ns: np.ndarray, n_groups: int) -> np.ndarray:
     """Earliest dated ns per group (NaT when none)."""
-    out = np.full(n_groups, _NEVER, dtype=np.int64)
-    np.minimum.at(out, groups, np.where(ns == _NAT, _NEVER, ns))
-    out[out == _NEVER] = _NAT
+    out = np.full(n_groups, NEVER, dtype=np.int64)
+    np.minimum.at(out, groups, np.where(ns == NAT, NEVER, ns))
+    out[out == NEVER] = NAT
     return out
 
 
 def _group_max(groups: np.ndarray, ns: np.ndarray, n_groups: int) -> np.ndarray:
     """Latest dated ns per group (NaT when none)."""
-    out = np.full(n_groups, _NAT, dtype=np.int64)
+    out = np.full(n_groups, NAT, dtype=np.int64)
     np.maximum.at(out, groups, ns)
     return out
 
@@ -333,7 +317,7 @@ def _label(codes: np.ndarray, labels: pd.Index | tuple) -> np.ndarray:
     return out
 
 
-def _with_na_label(codes: np.ndarray, labels: pd.Index, na_label: str) -> tuple[np.ndarray, pd.Index]:
+def with_na_label(codes: np.ndarray, labels: pd.Index, na_label: str) -> tuple[np.ndarray, pd.Index]:
     """Codes where NA (-1) becomes one more label, ``na_label``."""
     if not (codes < 0).any():
         return codes, labels
@@ -346,11 +330,11 @@ def _cause_positions(labels: pd.Index) -> np.ndarray:
     return np.array([*known, -1], dtype=np.int64)
 
 
-def _cause_categorical(codes: np.ndarray) -> pd.Categorical:
+def cause_categorical(codes: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=CAUSES)
 
 
-def _mode(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def mode_per_group(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Most frequent code per group (ties: the lower code; -1 when none) and how often it occurs."""
     mode, count = np.full(n_groups, -1, dtype=np.int64), np.zeros(n_groups, dtype=np.int64)
     ok = (groups >= 0) & (codes >= 0)
@@ -366,7 +350,7 @@ def _mode(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndar
     return mode, count
 
 
-def _distinct(groups: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def distinct_pairs(groups: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (group, code) combinations with a code (>= 0), in order of first appearance."""
     ok = codes >= 0
     width = int(codes[ok].max()) + 1 if ok.any() else 1
@@ -376,12 +360,12 @@ def _distinct(groups: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _nunique(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """Number of distinct codes (>= 0) per group."""
-    return np.bincount(_distinct(groups, codes)[0], minlength=n_groups)
+    return np.bincount(distinct_pairs(groups, codes)[0], minlength=n_groups)
 
 
 def _join_in_order(groups: np.ndarray, codes: np.ndarray, labels: Any, n_groups: int, sep: str) -> pd.Series:
     """Per group, the labels of its distinct codes in the order the rows come, joined with ``sep`` (NA: none)."""
-    group, code = _distinct(groups, codes)
+    group, code = distinct_pairs(groups, codes)
     if (group[1:] < group[:-1]).any():
         keep = np.argsort(group, kind="stable")  # groups together, each in order of first appearance
         group, code = group[keep], code[keep]
@@ -415,7 +399,7 @@ def _top_labels(groups: np.ndarray, codes: np.ndarray, labels: pd.Index, n_group
 # ---------------------------------------------------------------- per message+recipient
 
 @dataclass
-class _Pairs:
+class Pairs:
     """Per pair: outcome (index in OUTCOMES), deferrals, and times in ns (NaT: the smallest int64)."""
 
     outcome: np.ndarray
@@ -427,29 +411,30 @@ class _Pairs:
     to_outcome: np.ndarray  # ns from first seen to outcome, -1 when unknown
 
 
-def _pair_outcomes(t: _Trace) -> _Pairs:
+def pair_outcomes(t: Trace) -> Pairs:
     n, pair, kind, ns = t.n_pairs, t.pair, t.kind, t.ns()
-    defer = kind == _DEFER
+    defer = kind == DEFER
     status_codes, status_labels = _codes(t.per_pair("status"))
     by_status = np.array([_STATUS_OUTCOME.get(str(s), _OTHER_OUTCOME) for s in status_labels] + [_OTHER_OUTCOME])
     outcome = by_status[status_codes]
     deferrals = np.bincount(pair[defer], minlength=n)
-    outcome[deferrals > 0] = _PENDING
+    outcome[deferrals > 0] = PENDING
     # each pair's latest final event (undated ones count as earliest; ties: the last in the input)
-    final = np.flatnonzero(kind >= _DELIVERED)
+    final = np.flatnonzero(kind >= DELIVERED)
     latest_time = _group_max(pair[final], ns[final], n)
     candidates = final[ns[final] == latest_time[pair[final]]]
     latest = np.full(n, -1, dtype=np.int64)
     np.maximum.at(latest, pair[candidates], candidates)
     ended = latest >= 0
     outcome[ended] = _KIND_OUTCOME[kind[latest[ended]]]
-    outcome_at = np.full(n, _NAT, dtype=np.int64)
+    outcome_at = np.full(n, NAT, dtype=np.int64)
     rows = latest[ended]
-    outcome_at[ended] = np.where(t.summary[rows], _NAT, ns[rows])
-    return _Pairs(outcome, deferrals, t.first_seen, _group_min(pair[defer], ns[defer], n),
+    outcome_at[ended] = np.where(t.summary[rows], NAT, ns[rows])
+    return Pairs(outcome, deferrals, t.first_seen, _group_min(pair[defer], ns[defer], n),
                   _group_max(pair[defer], ns[defer], n), outcome_at, _elapsed(outcome_at, t.first_seen))
 
 
+@dispatch
 def message_timelines(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
     """One row per message+recipient: its retries, what it ran into and how it ended.
 
@@ -461,21 +446,16 @@ def message_timelines(tagged: pd.DataFrame, *, direction: str | None = "outbound
     exo_hosts, exo_ips (Exchange Online servers and source IPs used). Identity columns come from the first row
     of each message+recipient. Sorted by first seen.
     """
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return engine.message_timelines(tagged, direction=direction)
-
-    t = _prepare(tagged, direction, ("sender", "subject", "remote_host", "remote_ip", "exo_host", "exo_ip"))
-    pairs = _pair_outcomes(t)
+    t = prepare(tagged, direction, ("sender", "subject", "remote_host", "remote_ip", "exo_host", "exo_ip"))
+    pairs = pair_outcomes(t)
     n = t.n_pairs
     order = _order(t.pair, t.ns())
     pair, kind, ns, cause = t.pair[order], t.kind[order], t.ns()[order], t.causes()[order]
-    attempt = np.isin(kind, (_DEFER, _DELIVERED, _FAILED))
-    dated = attempt & ~t.summary[order] & (ns != _NAT)
+    attempt = np.isin(kind, (DEFER, DELIVERED, FAILED))
+    dated = attempt & ~t.summary[order] & (ns != NAT)
     n_dated = np.bincount(pair[dated], minlength=n)
     span = _elapsed(_group_max(pair[dated], ns[dated], n), _group_min(pair[dated], ns[dated], n))
-    refused = np.isin(kind, (_DEFER, _FAILED, _EXPIRED))
+    refused = np.isin(kind, (DEFER, FAILED, EXPIRED))
     last_refusal = np.full(n, -1, dtype=np.int64)
     np.maximum.at(last_refusal, pair[refused], np.flatnonzero(refused))
     has_refusal = last_refusal >= 0
@@ -495,16 +475,16 @@ def message_timelines(tagged: pd.DataFrame, *, direction: str | None = "outbound
         "recipient_domain": t.per_pair("recipient_domain").astype(STRING),
         "sender": t.per_pair("sender").astype(STRING),
         "subject": t.per_pair("subject").astype(STRING),
-        "first_seen": _stamps(pairs.first_seen),
-        "first_deferral": _stamps(pairs.first_deferral),
+        "first_seen": stamps(pairs.first_seen),
+        "first_deferral": stamps(pairs.first_deferral),
         "deferrals": pairs.deferrals,
         "attempts": np.bincount(pair[attempt], minlength=n),
         "mean_retry_minutes": _minutes(span) / np.where(n_dated > 1, n_dated - 1, np.nan),
         "outcome": pd.Categorical.from_codes(pairs.outcome, categories=OUTCOMES),
-        "outcome_at": _stamps(pairs.outcome_at),
+        "outcome_at": stamps(pairs.outcome_at),
         "to_outcome_minutes": _minutes(pairs.to_outcome),
         "causes": _join_in_order(pair[refused], cause[refused], CAUSES, n, _ARROW),
-        "final_cause": _cause_categorical(np.where(has_refusal, cause[np.maximum(last_refusal, 0)], -1)),
+        "final_cause": cause_categorical(np.where(has_refusal, cause[np.maximum(last_refusal, 0)], -1)),
         "last_reply": last_reply,
         "remote_hosts": in_order("remote_host"),
         "remote_ips": in_order("remote_ip"),
@@ -512,24 +492,20 @@ def message_timelines(tagged: pd.DataFrame, *, direction: str | None = "outbound
         "exo_ips": in_order("exo_ip"),
     })
     sort = np.lexsort((out["recipient"].to_numpy(dtype=object, na_value=""),
-                       np.where(pairs.first_seen == _NAT, _NEVER, pairs.first_seen)))
+                       np.where(pairs.first_seen == NAT, NEVER, pairs.first_seen)))
     return t.stamp(out.iloc[sort].reset_index(drop=True))
 
 
+@dispatch
 def retry_intervals(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
     """One row per retry: the gap between two consecutive dated delivery attempts of a message+recipient.
 
     Columns: message, recipient, recipient_domain, at (the retry), interval_minutes, cause (of the attempt that
     was retried, i.e. the deferral before the gap). Sorted by message+recipient, then time.
     """
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return engine.retry_intervals(tagged, direction=direction)
-
-    t = _prepare(tagged, direction)
+    t = prepare(tagged, direction)
     ns = t.ns()
-    dated = np.flatnonzero(np.isin(t.kind, (_DEFER, _DELIVERED, _FAILED)) & ~t.summary & (ns != _NAT))
+    dated = np.flatnonzero(np.isin(t.kind, (DEFER, DELIVERED, FAILED)) & ~t.summary & (ns != NAT))
     dated = dated[_order(t.pair[dated], ns[dated])]
     pair, stamp, cause = t.pair[dated], ns[dated], t.causes()[dated]
     retry = np.flatnonzero(pair[1:] == pair[:-1]) + 1
@@ -538,13 +514,14 @@ def retry_intervals(tagged: pd.DataFrame, *, direction: str | None = "outbound")
         "message": rows["trace_id"].fillna(rows["message_id"]).astype(STRING),
         "recipient": rows["recipient"].astype(STRING),
         "recipient_domain": rows["recipient_domain"].astype(STRING),
-        "at": _stamps(stamp[retry]),
+        "at": stamps(stamp[retry]),
         "interval_minutes": (stamp[retry] - stamp[retry - 1]) / 60e9,
-        "cause": _cause_categorical(cause[retry - 1]),
+        "cause": cause_categorical(cause[retry - 1]),
     })
     return t.stamp(out)
 
 
+@dispatch
 def message_journey(tagged: pd.DataFrame, trace_id_or_message_id: str, recipient: str | None = None) -> pd.DataFrame:
     """Every event of one message (any direction), oldest first, with ``elapsed_minutes`` since it was first seen.
 
@@ -552,20 +529,15 @@ def message_journey(tagged: pd.DataFrame, trace_id_or_message_id: str, recipient
     angle brackets); ``recipient`` narrows it to one recipient. Summary-export rows are left out when the message
     has event-level rows. No such message: an empty table with the same columns. ``attrs``: message, start, end.
     """
-    if is_dask(tagged):  # a Dask DataFrame or a store: its rows are found on the cluster
-        from analysis.backends import rows as dask_rows
-
-        return dask_rows.message_journey(tagged, trace_id_or_message_id, recipient)
-
-    _check(tagged, ())
+    check_tagged(tagged, ())
     wanted = str(trace_id_or_message_id).strip()
-    t = _prepare(journey_rows(tagged, wanted, recipient), None)
+    t = prepare(journey_rows(tagged, wanted, recipient), None)
     ns = t.ns()
     order = np.lexsort((t.per_pair("recipient").astype(object).fillna("").to_numpy()[t.pair].astype(str), ns))
     rows = t.at(order, *tagged.columns)
-    first = ns[ns != _NAT].min() if (ns != _NAT).any() else _NAT
+    first = ns[ns != NAT].min() if (ns != NAT).any() else NAT
     rows["elapsed_minutes"] = _minutes(_elapsed(ns[order], np.full(len(order), first)))
-    rows.attrs.update(message=wanted, start=_or_none(rows["timestamp"].min()), end=_or_none(rows["timestamp"].max()))
+    rows.attrs.update(message=wanted, start=or_none(rows["timestamp"].min()), end=or_none(rows["timestamp"].max()))
     return rows
 
 
@@ -581,7 +553,7 @@ def journey_rows(tagged: pd.DataFrame, trace_id_or_message_id: str, recipient: s
 
 # ---------------------------------------------------------------- per domain, gateway, connector
 
-_SORTS = {
+SORTS = {
     "impact": (["impact", "recipients", "deferrals"], False),
     "deferrals": (["deferrals", "impact"], False),
     "failed": (["failed", "impact"], False),
@@ -593,21 +565,21 @@ _SORTS = {
 }
 
 
-def _dominant_cause(t: _Trace, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def _dominant_cause(t: Trace, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Per group of pairs: the cause that hit the most of its deferred or failed pairs, and the share of those
     pairs it hit (a pair hit by two causes counts for both)."""
-    hit = np.isin(t.kind, (_DEFER, _FAILED, _EXPIRED))
-    pair, cause = _distinct(t.pair[hit], t.causes()[hit])
-    mode, count = _mode(group[pair], cause, n_groups)
+    hit = np.isin(t.kind, (DEFER, FAILED, EXPIRED))
+    pair, cause = distinct_pairs(t.pair[hit], t.causes()[hit])
+    mode, count = mode_per_group(group[pair], cause, n_groups)
     hit_pairs = np.bincount(group[np.unique(pair)], minlength=n_groups)
     return mode, np.where(hit_pairs > 0, count / np.maximum(hit_pairs, 1), np.nan)
 
 
-def _group_summary(t: _Trace, pairs: _Pairs, group: np.ndarray, labels: pd.Index, name: str,
+def group_summary(t: Trace, pairs: Pairs, group: np.ndarray, labels: pd.Index, name: str,
                    sort: str) -> pd.DataFrame:
     """Per group of pairs (``group``: a code per pair): recipients by outcome, deferrals, delays, dominant cause."""
-    if sort not in _SORTS:
-        raise ValueError(f"sort {sort!r}: expected one of {', '.join(_SORTS)}")
+    if sort not in SORTS:
+        raise ValueError(f"sort {sort!r}: expected one of {', '.join(SORTS)}")
     k = len(labels)
     outcome, deferred = pairs.outcome, pairs.deferrals > 0
     delivered = outcome == OUTCOMES.index("delivered")
@@ -618,10 +590,10 @@ def _group_summary(t: _Trace, pairs: _Pairs, group: np.ndarray, labels: pd.Index
     timed = delivered & (pairs.to_outcome >= 0)
     delays = pd.Series(pairs.to_outcome[timed] / 60e9).groupby(group[timed]).agg(["mean", "median", "max"])
     cause, share = _dominant_cause(t, group, k)
-    defer = t.kind == _DEFER
+    defer = t.kind == DEFER
     defer_group, defer_ns = group[t.pair[defer]], t.ns()[defer]
     failed = count(np.isin(outcome, (OUTCOMES.index("failed"), OUTCOMES.index("expired"))))
-    pending = count(outcome == _PENDING)
+    pending = count(outcome == PENDING)
     late = count(delivered & deferred)
     out = pd.DataFrame({
         name: pd.array(np.asarray(labels, dtype=object), dtype=STRING),
@@ -639,23 +611,24 @@ def _group_summary(t: _Trace, pairs: _Pairs, group: np.ndarray, labels: pd.Index
         "mean_delay_minutes": delays["mean"].reindex(range(k)).to_numpy(),
         "median_delay_minutes": delays["median"].reindex(range(k)).to_numpy(),
         "max_delay_minutes": delays["max"].reindex(range(k)).to_numpy(),
-        "dominant_cause": _cause_categorical(cause),
+        "dominant_cause": cause_categorical(cause),
         "dominant_cause_share": share,
-        "first_deferral": _stamps(_group_min(defer_group, defer_ns, k)),
-        "last_deferral": _stamps(_group_max(defer_group, defer_ns, k)),
+        "first_deferral": stamps(_group_min(defer_group, defer_ns, k)),
+        "last_deferral": stamps(_group_max(defer_group, defer_ns, k)),
     })
-    keys, ascending = _SORTS[sort]
+    keys, ascending = SORTS[sort]
     out = out[out["recipients"].to_numpy() > 0]
     return out.sort_values([*keys, name], ascending=[ascending] * len(keys) + [True], na_position="last",
                            kind="stable", ignore_index=True)
 
 
-def _domains(t: _Trace) -> tuple[np.ndarray, pd.Index]:
+def pair_domains(t: Trace) -> tuple[np.ndarray, pd.Index]:
     """Per pair, its recipient domain's code, and the labels (a missing domain is "(no domain)")."""
     codes, labels = t.codes("recipient_domain")
-    return _with_na_label(codes[t.first_row], labels, "(no domain)")
+    return with_na_label(codes[t.first_row], labels, "(no domain)")
 
 
+@dispatch
 def summarize_domains(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound"
                       ) -> pd.DataFrame:
     """One row per recipient domain: delivery outcomes, deferrals, delays, dominant cause and gateway.
@@ -671,16 +644,11 @@ def summarize_domains(tagged: pd.DataFrame, *, sort: str = "impact", direction: 
     the mail weighs most, who still waits next, who got it late least. ``sort``: impact (default; ties by
     recipients, deferrals), deferrals, failed, pending, recipients, max_delay, first_deferral or name.
     """
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return engine.summarize_domains(tagged, sort=sort, direction=direction)
-
-    t = _prepare(tagged, direction, ("gateway",))
-    group, labels = _domains(t)
-    out = _group_summary(t, _pair_outcomes(t), group, labels, "recipient_domain", sort)
+    t = prepare(tagged, direction, ("gateway",))
+    group, labels = pair_domains(t)
+    out = group_summary(t, pair_outcomes(t), group, labels, "recipient_domain", sort)
     codes, gateways = t.codes("gateway")
-    gateway = pd.Series(_label(_mode(group[t.pair], codes, len(labels))[0], gateways),
+    gateway = pd.Series(_label(mode_per_group(group[t.pair], codes, len(labels))[0], gateways),
                         index=pd.Index(labels, dtype=object))
     out["gateway"] = pd.array(gateway.reindex(out["recipient_domain"].to_numpy(dtype=object)).to_numpy(),
                               dtype=STRING)
@@ -688,54 +656,47 @@ def summarize_domains(tagged: pd.DataFrame, *, sort: str = "impact", direction: 
 
 
 def _breakdown(tagged: pd.DataFrame, column: str, na_label: str, sort: str, direction: str | None) -> pd.DataFrame:
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return getattr(engine, f"by_{column}")(tagged, sort=sort, direction=direction)
-
-    t = _prepare(tagged, direction, (column,))
+    t = prepare(tagged, direction, (column,))
     codes, labels = t.codes(column)
-    group, labels = _with_na_label(_mode(t.pair, codes, t.n_pairs)[0], labels, na_label)
-    out = _group_summary(t, _pair_outcomes(t), group, labels, column, sort)
-    domains = pd.Series(_nunique(group, _domains(t)[0], len(labels)), index=pd.Index(labels, dtype=object))
+    group, labels = with_na_label(mode_per_group(t.pair, codes, t.n_pairs)[0], labels, na_label)
+    out = group_summary(t, pair_outcomes(t), group, labels, column, sort)
+    domains = pd.Series(_nunique(group, pair_domains(t)[0], len(labels)), index=pd.Index(labels, dtype=object))
     out.insert(2, "domains", domains.reindex(out[column].to_numpy(dtype=object)).to_numpy())
     return t.stamp(out)
 
 
+@dispatch
 def by_gateway(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
     """The domain summary per recipient gateway vendor, plus ``domains``: each message+recipient counts under its
     most frequent gateway ("(not identified)" when none was recognized)."""
     return _breakdown(tagged, "gateway", "(not identified)", sort, direction)
 
 
+@dispatch
 def by_connector(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
     """The domain summary per outbound connector, plus ``domains`` ("(none)" when the export names no connector)."""
     return _breakdown(tagged, "connector", "(none)", sort, direction)
 
 
+@dispatch
 def summarize_causes(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
     """One row per cause seen on deferrals and failures, most recipients first.
 
     Columns: cause, events (deferrals + failures), deferrals, failures (expiries included), recipients and
     messages affected, domains, share (of all deferral and failure events), top_domains (three, with counts).
     """
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return engine.summarize_causes(tagged, direction=direction)
-
-    t = _prepare(tagged, direction)
+    t = prepare(tagged, direction)
     cause = t.causes()
-    chosen = np.isin(t.kind, (_DEFER, _FAILED, _EXPIRED)) & (cause >= 0)
+    chosen = np.isin(t.kind, (DEFER, FAILED, EXPIRED)) & (cause >= 0)
     group, pair, kind = cause[chosen], t.pair[chosen], t.kind[chosen]
-    domain, domain_labels = _domains(t)
+    domain, domain_labels = pair_domains(t)
     k = len(CAUSES)
     events = np.bincount(group, minlength=k)
     out = pd.DataFrame({
-        "cause": _cause_categorical(np.arange(k)),
+        "cause": cause_categorical(np.arange(k)),
         "events": events,
-        "deferrals": np.bincount(group[kind == _DEFER], minlength=k),
-        "failures": np.bincount(group[kind != _DEFER], minlength=k),
+        "deferrals": np.bincount(group[kind == DEFER], minlength=k),
+        "failures": np.bincount(group[kind != DEFER], minlength=k),
         "recipients": _nunique(group, pair, k),
         "messages": _nunique(group, t.pair_message[pair], k),
         "domains": _nunique(group, domain[pair], k),
@@ -746,19 +707,15 @@ def summarize_causes(tagged: pd.DataFrame, *, direction: str | None = "outbound"
     return t.stamp(out)
 
 
+@dispatch
 def headline(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> dict[str, Any]:
     """The numbers for a first screen: messages, recipients, deferred (recipients), deferrals (events), delivered,
     delivered_after_deferral, failed, expired, pending, domains, worst_domain (by impact) and its impact,
     dominant_cause and the share of deferred or failed recipients it hit, and the trace's start and end (UTC)."""
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return engine.headline(tagged, direction=direction)
-
-    t = _prepare(tagged, direction)
-    pairs = _pair_outcomes(t)
-    group, labels = _domains(t)
-    domains = _group_summary(t, pairs, group, labels, "recipient_domain", "impact")
+    t = prepare(tagged, direction)
+    pairs = pair_outcomes(t)
+    group, labels = pair_domains(t)
+    domains = group_summary(t, pairs, group, labels, "recipient_domain", "impact")
     outcome, deferred = pairs.outcome, pairs.deferrals > 0
     cause, share = _dominant_cause(t, np.zeros(t.n_pairs, dtype=np.int64), 1)
     worst = domains.iloc[0] if len(domains) and domains["impact"].iloc[0] > 0 else None
@@ -772,19 +729,20 @@ def headline(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> dic
         "delivered_after_deferral": int((delivered & deferred).sum()),
         "failed": int(np.isin(outcome, (OUTCOMES.index("failed"), OUTCOMES.index("expired"))).sum()),
         "expired": int((outcome == OUTCOMES.index("expired")).sum()),
-        "pending": int((outcome == _PENDING).sum()),
+        "pending": int((outcome == PENDING).sum()),
         "domains": len(domains),
         "worst_domain": None if worst is None else str(worst["recipient_domain"]),
         "worst_domain_impact": 0 if worst is None else int(worst["impact"]),
         "dominant_cause": None if cause[0] < 0 else CAUSES[cause[0]],
         "dominant_cause_share": None if cause[0] < 0 else float(share[0]),
-        "start": _or_none(t.start),
-        "end": _or_none(t.end),
+        "start": or_none(t.start),
+        "end": or_none(t.end),
     }
 
 
 # ---------------------------------------------------------------- queue ages (qshape)
 
+@dispatch
 def queue_ages(tagged: pd.DataFrame, now: Any = None, *, rollup_parent: bool = False, min_subdomains: int = 5,
                direction: str | None = "outbound") -> pd.DataFrame:
     """qshape for Exchange Online: message+recipients still pending at ``now``, by recipient domain and age.
@@ -799,31 +757,25 @@ def queue_ages(tagged: pd.DataFrame, now: Any = None, *, rollup_parent: bool = F
     ``min_subdomains`` of them (qshape -m). Nothing pending: only the TOTAL row, all zero. ``attrs["now"]``:
     the reference time.
     """
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return engine.queue_ages(tagged, now, rollup_parent=rollup_parent, min_subdomains=min_subdomains,
-                                 direction=direction)
-
-    t = _prepare(tagged, direction)
-    now = t.end if now is None else _utc(now)
+    t = prepare(tagged, direction)
+    now = t.end if now is None else (as_utc(now) or pd.NaT)
     counts = pd.DataFrame(np.zeros((0, len(AGE_BUCKETS)), dtype=np.int64), columns=list(AGE_BUCKETS),
                           index=pd.Index([], dtype=object))
     if not pd.isna(now) and t.n_pairs:
         ns, n = t.ns(), t.n_pairs
-        known = (ns != _NAT) & (ns <= now.value)
-        defer, final = known & (t.kind == _DEFER), known & (t.kind >= _DELIVERED)
+        known = (ns != NAT) & (ns <= now.value)
+        defer, final = known & (t.kind == DEFER), known & (t.kind >= DELIVERED)
         pending = (np.bincount(t.pair[defer], minlength=n) > 0) & (np.bincount(t.pair[final], minlength=n) == 0)
         age = now.value - _group_min(t.pair[defer], ns[defer], n)[pending]
         bucket = np.searchsorted(np.array(AGE_LIMITS_MINUTES, dtype=np.int64) * 60_000_000_000, age, side="right")
-        group, labels = _domains(t)
+        group, labels = pair_domains(t)
         k, b = len(labels), len(AGE_BUCKETS)
         matrix = np.bincount(group[pending] * b + bucket, minlength=k * b).reshape(k, b)
         counts = pd.DataFrame(matrix, index=pd.Index(labels, dtype=object), columns=list(AGE_BUCKETS))
         counts = counts[counts.sum(axis=1).to_numpy() > 0]
     out = queue_table(counts, rollup_parent, min_subdomains)
     t.stamp(out)
-    out.attrs["now"] = _or_none(now)
+    out.attrs["now"] = or_none(now)
     return out
 
 
@@ -872,6 +824,7 @@ def normalize_replies(replies: pd.Series) -> pd.Series:
     return map_unique(pd.Series(replies, dtype=STRING), normalize).astype(STRING)
 
 
+@dispatch
 def top_replies(tagged: pd.DataFrame, n: int = 20, *, direction: str | None = "outbound") -> pd.DataFrame:
     """The ``n`` most frequent deferral and failure replies, grouped by cause and normalized text.
 
@@ -879,13 +832,8 @@ def top_replies(tagged: pd.DataFrame, n: int = 20, *, direction: str | None = "o
     Columns: reply (normalized), cause, events, deferrals, failures, messages, recipients, domains,
     top_domains (three, with counts), example (one original reply), first_seen, last_seen. Most events first.
     """
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return engine.top_replies(tagged, n, direction=direction)
-
-    t = _prepare(tagged, direction)
-    chosen = np.flatnonzero(np.isin(t.kind, (_DEFER, _FAILED, _EXPIRED)) & t.notna("reply"))
+    t = prepare(tagged, direction)
+    chosen = np.flatnonzero(np.isin(t.kind, (DEFER, FAILED, EXPIRED)) & t.notna("reply"))
     replies = t.at(chosen, "reply")["reply"]
     text_codes, texts = pd.factorize(normalize_replies(replies))
     width = len(CAUSES) + 1
@@ -899,28 +847,29 @@ def top_replies(tagged: pd.DataFrame, n: int = 20, *, direction: str | None = "o
     inside = g >= 0
     rows, g, k = chosen[inside], g[inside], len(top)
     pair, kind, ns = t.pair[rows], t.kind[rows], t.ns()[rows]
-    domain, domain_labels = _domains(t)
+    domain, domain_labels = pair_domains(t)
     first_reply = np.full(k, len(chosen), dtype=np.int64)
     np.minimum.at(first_reply, g, np.flatnonzero(inside))
     out = pd.DataFrame({
         "reply": pd.array(text_of[top], dtype=STRING),
-        "cause": _cause_categorical(keys[top] % width - 1),
+        "cause": cause_categorical(keys[top] % width - 1),
         "events": np.bincount(g, minlength=k),
-        "deferrals": np.bincount(g[kind == _DEFER], minlength=k),
-        "failures": np.bincount(g[kind != _DEFER], minlength=k),
+        "deferrals": np.bincount(g[kind == DEFER], minlength=k),
+        "failures": np.bincount(g[kind != DEFER], minlength=k),
         "messages": _nunique(g, t.pair_message[pair], k),
         "recipients": _nunique(g, pair, k),
         "domains": _nunique(g, domain[pair], k),
         "top_domains": _top_labels(g, domain[pair], domain_labels, k),
         "example": replies.iloc[first_reply].astype(STRING).reset_index(drop=True),
-        "first_seen": _stamps(_group_min(g, ns, k)),
-        "last_seen": _stamps(_group_max(g, ns, k)),
+        "first_seen": stamps(_group_min(g, ns, k)),
+        "last_seen": stamps(_group_max(g, ns, k)),
     })
     return t.stamp(out)
 
 
 # ---------------------------------------------------------------- trends and breakdowns
 
+@dispatch
 def deferrals_by_hour(tagged: pd.DataFrame, *, freq: str = "1h", direction: str | None = "outbound"
                       ) -> pd.DataFrame:
     """Deferral events per hour (or per ``freq``, e.g. "1D") by cause, over the whole trace span.
@@ -929,15 +878,10 @@ def deferrals_by_hour(tagged: pd.DataFrame, *, freq: str = "1h", direction: str 
     empty ones as 0. Columns: every cause of :data:`analysis.core.schema.CAUSES`, in that order (a deferral without a
     cause counts as unknown). Undated deferrals are left out. ``attrs["freq"]``: the period as a Timedelta.
     """
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return engine.deferrals_by_hour(tagged, freq=freq, direction=direction)
-
     step = pd.Timedelta(freq)
     if step <= pd.Timedelta(0):
         raise ValueError(f"freq {freq!r}: expected a positive period such as '1h' or '1D'")
-    t = _prepare(tagged, direction)
+    t = prepare(tagged, direction)
     if pd.isna(t.start):
         index = pd.DatetimeIndex([], tz="UTC", name="period")
         out = pd.DataFrame(np.zeros((0, len(CAUSES)), dtype=np.int64), index=index, columns=list(CAUSES))
@@ -945,7 +889,7 @@ def deferrals_by_hour(tagged: pd.DataFrame, *, freq: str = "1h", direction: str 
         first = t.start.floor(step)
         periods = int((t.end.floor(step) - first) // step) + 1
         ns = t.ns()
-        chosen = (t.kind == _DEFER) & (ns != _NAT)
+        chosen = (t.kind == DEFER) & (ns != NAT)
         slot = (ns[chosen] - first.value) // step.value
         cause = t.causes()[chosen]
         cause[cause < 0] = CAUSES.index("unknown")
@@ -958,6 +902,7 @@ def deferrals_by_hour(tagged: pd.DataFrame, *, freq: str = "1h", direction: str 
     return out
 
 
+@dispatch
 def deferral_rate_by_source_range(tagged: pd.DataFrame, endpoints: Any = None, *,
                                   by: Literal["range", "published"] = "range",
                                   direction: str | None = "outbound") -> pd.DataFrame:
@@ -971,27 +916,22 @@ def deferral_rate_by_source_range(tagged: pd.DataFrame, endpoints: Any = None, *
     delivered, failed, deferral_rate, exo_ips, domains, dominant_cause (of the deferrals). Most deferrals first.
     Filter ``tagged`` to one recipient domain to see a partner refusing some ranges and accepting others.
     """
-    if is_dask(tagged):  # a Dask DataFrame or a store: analysis.backends.dask, equal results
-        from analysis.backends import dask as engine
-
-        return engine.deferral_rate_by_source_range(tagged, endpoints, by=by, direction=direction)
-
     t, chosen, ip, group, labels, published = _attempts(tagged, endpoints, by, direction)
     kind, cause = t.kind[chosen], t.causes()[chosen]
     k = len(labels)
-    defer = kind == _DEFER
+    defer = kind == DEFER
     attempts, deferred = np.bincount(group, minlength=k), np.bincount(group[defer], minlength=k)
     name = "source_range" if by == "range" else "published"
     out = pd.DataFrame({
         name: pd.array(np.asarray(labels, dtype=object), dtype=STRING),
         "attempts": attempts,
         "deferred": deferred,
-        "delivered": np.bincount(group[kind == _DELIVERED], minlength=k),
-        "failed": np.bincount(group[kind == _FAILED], minlength=k),
+        "delivered": np.bincount(group[kind == DELIVERED], minlength=k),
+        "failed": np.bincount(group[kind == FAILED], minlength=k),
         "deferral_rate": deferred / np.maximum(attempts, 1),
         "exo_ips": _nunique(group, ip, k),
-        "domains": _nunique(group, _domains(t)[0][t.pair[chosen]], k),
-        "dominant_cause": _cause_categorical(_mode(group[defer], cause[defer], k)[0]),
+        "domains": _nunique(group, pair_domains(t)[0][t.pair[chosen]], k),
+        "dominant_cause": cause_categorical(mode_per_group(group[defer], cause[defer], k)[0]),
     })
     if by == "range":
         out.insert(1, "exo_ip_published", pd.array(published, dtype="boolean"))
@@ -1001,15 +941,15 @@ def deferral_rate_by_source_range(tagged: pd.DataFrame, endpoints: Any = None, *
 
 
 def _attempts(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | None
-              ) -> tuple[_Trace, np.ndarray, np.ndarray, np.ndarray, pd.Index, np.ndarray | None]:
+              ) -> tuple[Trace, np.ndarray, np.ndarray, np.ndarray, pd.Index, np.ndarray | None]:
     """The attempts :func:`deferral_rate_by_source_range` counts: the trace, their positions in it, their IP
     codes, their group codes and labels (source ranges, or published flags), and per range whether any of its
     IPs is published (None for flags)."""
     if by not in ("range", "published"):
         raise ValueError(f"by {by!r}: expected 'range' or 'published'")
-    t = _prepare(tagged, direction, ("exo_ip", "exo_ip_published"))
+    t = prepare(tagged, direction, ("exo_ip", "exo_ip_published"))
     ip_codes, ips = t.codes("exo_ip")
-    chosen = np.flatnonzero(np.isin(t.kind, (_DEFER, _DELIVERED, _FAILED)) & (ip_codes >= 0))
+    chosen = np.flatnonzero(np.isin(t.kind, (DEFER, DELIVERED, FAILED)) & (ip_codes >= 0))
     ip = ip_codes[chosen]
     if by == "published":
         flag = t.at(chosen, "exo_ip_published")["exo_ip_published"].astype("boolean")
@@ -1037,19 +977,10 @@ def source_range_attempts(tagged: pd.DataFrame, endpoints: Any, by: str, directi
 def _source_ranges(ips: pd.Series, endpoints: Any) -> tuple[np.ndarray, np.ndarray]:
     """For unique IPs: the published range holding each (else its /24 or /48) and whether it is EXO mail flow."""
     if endpoints is None:
-        from analysis.reference.endpoints import Endpoints
-
         endpoints = Endpoints.bundled()
     matched = endpoints.match_ips(ips)
     cidr = np.array(matched["cidr"].astype(object), dtype=object)
     unpublished = np.flatnonzero(pd.isna(cidr))
-    cidr[unpublished] = [_covering_network(ip) for ip in ips.iloc[unpublished]]  # once per unique IP
+    cidr[unpublished] = [covering_network(ip) or NOT_AN_IP for ip in ips.iloc[unpublished]]  # once per unique IP
     return cidr, matched["exo_mail_flow"].fillna(False).to_numpy(dtype=bool)
 
-
-def _covering_network(ip: str) -> str:
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return "(not an IP address)"
-    return str(ipaddress.ip_network(f"{address}/{24 if address.version == 4 else 48}", strict=False))

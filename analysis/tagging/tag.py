@@ -15,27 +15,35 @@ recipient gateway vendor. Then three cross-event rules refine the per-reply caus
 * **retry outcome** - a message/recipient deferred once or twice with an unexplained 4xx and then delivered
   was greylisted; greylisting that never clears (the message failed, or 3+ deferrals without acceptance) is
   a persistent refusal (``gateway_block``).
-* **expiry inheritance** - a "message expired" failure takes the most frequent cause of that
-  message/recipient's earlier deferrals and says so in ``cause_evidence``.
+* **expiry inheritance** - a "message expired" failure (:func:`analysis.core.concepts.is_expiry`) takes the most
+  frequent cause of that message/recipient's earlier deferrals and says so in ``cause_evidence``.
+
+A row a cross-event rule re-tags gets ``cause_confidence`` "text" (its ``cause_rule`` starts with ``cross:``):
+the evidence is the trace's own words and events, not a reply's bare status code.
+
+A table that already carries every tag column (a tagged table, a store's events) is returned as it is: tagging is
+idempotent and costs nothing the second time. On a Dask DataFrame tagging runs per partition of whole sites
+(:mod:`analysis.backends.dask`), which equals tagging the whole table at once: every cross-event rule groups rows
+of one site.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.backends.dask import is_dask
-from analysis.core.schema import CAUSES, STRING, conform
+from analysis.backends import dask as engine
+from analysis.backends.dispatch import dispatch
+from analysis.core.concepts import is_expiry, message_key, site_key, source_range
+from analysis.core.schema import CAUSES, CONFIDENCES, EXTRA_TAG_COLUMNS, STRING, TAG_COLUMNS, conform
 from analysis.reference.causes import classify_replies, default_rules
 from analysis.reference.endpoints import Endpoints
 from analysis.reference.gateways import identify_gateways
 
-__all__ = ["EXTRA_TAG_COLUMNS", "tag"]
-
-EXTRA_TAG_COLUMNS: dict[str, object] = {"cause_explanation": "category", "remedy": "category"}
+__all__ = ["ACCEPTED_EVENTS", "CLEAR_ACCEPTS", "CLEAR_REFUSALS", "EXTRA_TAG_COLUMNS", "REFUSAL_EVENTS", "is_tagged",
+           "tag"]
 
 CLASSIFIED_EVENTS = ("defer", "fail", "drop")
 REFUSAL_EVENTS = ("defer", "fail")
@@ -48,20 +56,27 @@ CHANCE_SPLIT_MAX = 0.01  # a split this likely to arise by chance is not evidenc
 ACCEPTED_RANGE_MAX_REFUSED = 0.1  # an accepting range may show this share of (unrelated) refusals
 GREYLIST_MAX_DEFERRALS = 2
 PERSISTENT_DEFERRALS = 3
-_EXPIRED = r"(?i)expired"
+UNEXPLAINED = ("class", "none")  # cause_confidence of a reply whose words and exact code no rule knows
+_ALL_TAGS = (*TAG_COLUMNS, *EXTRA_TAG_COLUMNS)
 
 
+def is_tagged(events: Any) -> bool:
+    """Whether ``events`` (pandas or Dask) carries every tag column: :func:`tag` returns it as it is."""
+    return all(name in events.columns for name in _ALL_TAGS)
+
+
+@dispatch
 def tag(events: pd.DataFrame, *, endpoints: Endpoints | None = None, classify: bool = True) -> pd.DataFrame:
     """A copy of ``events`` (the canonical table) with the tag columns added.
 
     ``endpoints``: the Microsoft 365 endpoint data to match IPs against (default: the bundled snapshot).
-    ``classify=False`` skips the cause columns (left NA) and the cross-event rules. A Dask DataFrame or a store
-    folder is tagged on Dask (:func:`analysis.backends.dask.tag`, lazy).
+    ``classify=False`` skips the cause columns (left NA) and the cross-event rules. Input that carries every tag
+    column already is returned unchanged (a shallow copy; to tag again, drop the tag columns first). A Dask
+    DataFrame or a store folder is tagged on Dask, lazily, partitioned by site (a store's events carry their tags:
+    they are read as they are); the input's type chooses, as for every summary (:mod:`analysis.backends.dispatch`).
     """
-    if is_dask(events):
-        from analysis.backends import dask as engine
-
-        return engine.tag(events, endpoints=endpoints, classify=classify)
+    if is_tagged(events):
+        return events.copy(deep=False)
     original_index = events.index
     out = conform(events).reset_index(drop=True)  # positional work below; the caller's index comes back
     ep = endpoints if endpoints is not None else Endpoints.bundled()
@@ -76,6 +91,7 @@ def tag(events: pd.DataFrame, *, endpoints: Endpoints | None = None, classify: b
     for name in ("cause_rule", "cause_evidence"):
         out[name] = pd.Series(pd.NA, index=out.index, dtype=STRING)
     out["cause"] = pd.Categorical([None] * len(out), categories=CAUSES)
+    confidence = np.full(len(out), -1, dtype=np.int8)
     out["transient"] = pd.array([pd.NA] * len(out), dtype="boolean")
     explanation = pd.Series(pd.NA, index=out.index, dtype=object)
     remedy = pd.Series(pd.NA, index=out.index, dtype=object)
@@ -89,17 +105,49 @@ def tag(events: pd.DataFrame, *, endpoints: Endpoints | None = None, classify: b
             out.loc[rows, "cause_evidence"] = found["evidence"].to_numpy()
             explanation[rows] = found["explanation"].astype(object).to_numpy()
             remedy[rows] = found["remedy"].astype(object).to_numpy()
+            confidence[rows] = _confidence_codes(found)
+        out["cause_confidence"] = pd.Categorical.from_codes(confidence, categories=CONFIDENCES)
         keys = _keys(out)
         changed = _selective_refusals(out, keys, exo["cidr"])
-        changed |= _retry_outcome(out, keys)
+        changed |= _retry_outcome(out, keys, changed)
         changed |= _inherit_expiry(out, keys)
+        # a cross-event re-tag is decided by the trace's own words and events (cause_rule "cross:...", evidence in
+        # cause_evidence), so it is "text", never the weaker class/none the lone reply had
+        out.loc[changed, "cause_confidence"] = "text"
         causes = default_rules().causes
         explanation[changed] = out.loc[changed, "cause"].map(lambda c: causes[c].explanation).astype(object)
         remedy[changed] = out.loc[changed, "cause"].map(lambda c: causes[c].remedy).astype(object)
+    else:
+        out["cause_confidence"] = pd.Categorical.from_codes(confidence, categories=CONFIDENCES)
     out["cause_explanation"] = explanation.astype("category")
     out["remedy"] = remedy.astype("category")
     out.index = original_index
     return out
+
+
+def _confidence_codes(found: pd.DataFrame) -> np.ndarray:
+    """Per classified row, the code (in CONFIDENCES) of how its cause was found: classify_replies' ``confidence``
+    when it has that column, else "text" where a rule matched and "none" where the cause is unknown."""
+    if "confidence" in found.columns:
+        values = pd.Categorical(found["confidence"].astype(object), categories=CONFIDENCES)
+        return np.asarray(values.codes, dtype=np.int8)
+    matched = found["rule"].notna().to_numpy(dtype=bool) & found["cause"].ne("unknown").fillna(False).to_numpy(
+        dtype=bool)
+    return np.where(matched, CONFIDENCES.index("text"), CONFIDENCES.index("none")).astype(np.int8)
+
+
+@tag.register_dask
+def _tag_dask(data: Any, *, endpoints: Endpoints | None = None, classify: bool = True) -> Any:
+    """:func:`tag` on a Dask DataFrame or a store: a lazy Dask DataFrame partitioned by site."""
+    ddf = engine.site_partitioned(data)
+    if is_tagged(ddf):
+        return ddf
+    meta = engine.unknown_categories(tag(ddf._meta, classify=classify), ("gateway", "cause_explanation", "remedy"))
+    return engine.transform_sites(ddf, _tag_partition, endpoints, classify, meta=meta)
+
+
+def _tag_partition(part: pd.DataFrame, endpoints: Endpoints | None, classify: bool) -> pd.DataFrame:
+    return engine.with_categories(tag(part, endpoints=endpoints, classify=classify))
 
 
 def _match_ips(endpoints: Endpoints, ips: pd.Series) -> pd.DataFrame:
@@ -110,11 +158,9 @@ def _match_ips(endpoints: Endpoints, ips: pd.Series) -> pd.DataFrame:
 
 def _keys(out: pd.DataFrame) -> pd.DataFrame:
     """Per row: the message/recipient key, the recipient site (domain, else remote host) and row kinds."""
-    message = out["trace_id"].fillna(out["message_id"])
-    site = out["recipient_domain"].astype(STRING).str.lower().fillna(out["remote_host"].str.lower())
-    fail = out["event"].eq("fail").fillna(False).to_numpy()
-    expiry = np.zeros(len(out), dtype=bool)
-    expiry[fail] = out.loc[fail, "reply"].str.contains(_EXPIRED, regex=True).fillna(False).to_numpy(dtype=bool)
+    message = message_key(out["trace_id"], out["message_id"])
+    site = site_key(out["recipient_domain"], out["remote_host"])
+    expiry = is_expiry(out["event"], out["enhanced_code"], out["reply"])
     return pd.DataFrame({
         "message": message.astype(object),
         "recipient": out["recipient"].astype(object),
@@ -133,26 +179,10 @@ def _set_cause(out: pd.DataFrame, rows: pd.Series, cause: str, rule: str, eviden
     out.loc[rows, "cause_evidence"] = evidence
 
 
-def _source_range(exo_ip: pd.Series, cidr: pd.Series) -> pd.Series:
-    """The published range an Exchange Online IP falls in, else its /24 (IPv4) or /48 (IPv6)."""
-    unpublished = exo_ip[cidr.isna() & exo_ip.notna()]
-    fallback = unpublished.map(_covering_network, na_action="ignore")
-    return cidr.astype(object).where(cidr.notna(), fallback)
-
-
-def _covering_network(ip: str) -> Any:
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return pd.NA
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
-
-
 def _selective_refusals(out: pd.DataFrame, keys: pd.DataFrame, cidr: pd.Series) -> pd.Series:
     """Rows re-tagged gateway_block because their site refuses some EXO source ranges and accepts others."""
     changed = pd.Series(False, index=out.index)
-    source = _source_range(out["exo_ip"].astype(object), pd.Series(cidr.to_numpy(), index=out.index))
+    source = source_range(out["exo_ip"], cidr).astype(object)
     candidate = keys["refused"] & out["cause"].isin(GENERIC_CAUSES + RANGE_SENSITIVE_CAUSES).to_numpy()
     attempts = pd.DataFrame({
         "site": keys["site"], "range": source, "message": keys["message"],
@@ -221,8 +251,9 @@ def _split_evidence(site: str, ranges: pd.DataFrame) -> str:
     return f"{site} refuses Exchange Online sources in {refused} but accepts {accepted}"
 
 
-def _retry_outcome(out: pd.DataFrame, keys: pd.DataFrame) -> pd.Series:
-    """Greylisting confirmed by a delivery on retry, or unmasked as a persistent refusal."""
+def _retry_outcome(out: pd.DataFrame, keys: pd.DataFrame, settled: pd.Series) -> pd.Series:
+    """Greylisting confirmed by a delivery on retry, or unmasked as a persistent refusal (``settled``: rows an
+    earlier rule explained already)."""
     group = [keys["message"], keys["recipient"]]
     defer = out["event"].eq("defer").to_numpy()
     fail = out["event"].eq("fail").to_numpy()
@@ -235,8 +266,10 @@ def _retry_outcome(out: pd.DataFrame, keys: pd.DataFrame) -> pd.Series:
     delivered_after = (last_accept > first_defer).fillna(False).astype(bool)
     cause = out["cause"]
 
+    # unexplained: no rule knew the reply, or only its code class did (a bare "451 ..." names no cause)
+    unexplained = (cause.eq("unknown").fillna(False) | out["cause_confidence"].isin(UNEXPLAINED)) & ~settled
     greylisted = (
-        pd.Series(defer, index=out.index) & cause.eq("unknown").fillna(False)
+        pd.Series(defer, index=out.index) & unexplained
         & out["transient"].fillna(False).astype(bool) & delivered_after & (n_defer <= GREYLIST_MAX_DEFERRALS)
     )
     evidence = (

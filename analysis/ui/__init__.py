@@ -7,7 +7,8 @@ run headless. Views built with ``name=`` remember their values across re-runs of
 
 from analysis.ui.core import forget, headless, setup, show_chart, show_table
 from analysis.ui.panels import AllowListBox, Drilldown, JourneyView, RemedyChecklist
+from analysis.ui.pull import PullPanel
 from analysis.ui.views import DomainCauseFilter, FilePicker, TableView, TimeRange
 
-__all__ = ["AllowListBox", "DomainCauseFilter", "Drilldown", "FilePicker", "JourneyView", "RemedyChecklist",
-           "TableView", "TimeRange", "forget", "headless", "setup", "show_chart", "show_table"]
+__all__ = ["AllowListBox", "DomainCauseFilter", "Drilldown", "FilePicker", "JourneyView", "PullPanel",
+           "RemedyChecklist", "TableView", "TimeRange", "forget", "headless", "setup", "show_chart", "show_table"]

@@ -14,10 +14,12 @@ taken for headless and shows the static copies too; ``EXO_DEFERRALS_STATIC=0`` (
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import html
 import io
 import os
+import platform
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,9 +29,13 @@ from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
+from IPython import get_ipython
 from IPython.display import HTML, Image, display
 
+import analysis
+from analysis.charts.figures import save
 from analysis.io.write import write_table
+from analysis.reference.endpoints import Endpoints
 
 STATIC_ENV = "EXO_DEFERRALS_STATIC"
 CELL_TEXT_LIMIT = 160  # characters of one table cell shown before "…"
@@ -82,8 +88,6 @@ def headless() -> bool:
         return forced.strip().lower() not in ("", "0", "false", "no")
     if os.environ.get("SERVER_SOFTWARE", "").startswith("voila"):
         return False
-    from IPython import get_ipython
-
     kernel = getattr(get_ipython(), "kernel", None)
     if kernel is None:
         return True
@@ -91,10 +95,43 @@ def headless() -> bool:
     return "cellId" not in (parent.get("metadata") or {})
 
 
+SAVED_COPY_STYLE = ("<style>.jp-OutputArea-child:has(.exo-live) + .jp-OutputArea-child .exo-saved-copy"
+                    "{display:none}</style>")
+
+
+def saved_copy_html(items: Iterable[Any]) -> str:
+    """The :meth:`View.static` items as one HTML block (charts as embedded PNG) that a saved notebook keeps in
+    place of a live widget: hidden while the widget above it is alive, shown when the notebook reopens without
+    a kernel (where the widget itself can only say "model not found")."""
+    parts = []
+    for item in items:
+        if isinstance(item, Image):
+            data = base64.b64encode(item.data).decode("ascii")
+            parts.append(f'<img alt="chart" style="max-width:100%" src="data:image/png;base64,{data}">')
+        else:
+            parts.append(item.data)
+    note = message_html("Saved copy of the widget above as it was last shown; run the notebook to use it live.",
+                        "info")
+    return f'{SAVED_COPY_STYLE}<div class="exo-saved-copy">{note}{"".join(parts)}</div>'
+
+
+def _watch(widget: widgets.Widget, callback: Any) -> None:
+    """Call ``callback`` whenever the value of any HTML or Image widget inside ``widget`` changes."""
+    if isinstance(widget, widgets.HTML | widgets.Image):
+        widget.observe(callback, names="value")
+    for child in getattr(widget, "children", ()):
+        _watch(child, callback)
+
+
 class View:
-    """Base of the widget views: ``widget`` is what the frontend shows, :meth:`static` the headless copy."""
+    """Base of the widget views: ``widget`` is what the frontend shows, :meth:`static` the headless copy.
+
+    Shown live, a view also leaves its static copy as a saved copy (:func:`saved_copy_html`) kept up to date
+    with what the widget shows, so a saved notebook reopens with the last tables and charts.
+    """
 
     widget: widgets.Widget
+    saved_copy: Any = None  # the DisplayHandle of the saved copy, once shown live
 
     def static(self) -> list[Any]:
         """What an exported notebook shows instead of the live widget (IPython display objects)."""
@@ -105,12 +142,32 @@ class View:
         if headless():
             for item in self.static():
                 display(item)
+            return
+        self.widget.add_class("exo-live")
+        self.saved_copy = display(HTML(saved_copy_html(self.static())), display_id=True)
+        self._stale = False
+        _watch(self.widget, lambda change: self._copy_later())
+
+    def _copy_later(self) -> None:
+        """Update the saved copy once after the widget changes (one update for the many changes of one click)."""
+        if self._stale:
+            return
+        self._stale = True
+        try:
+            asyncio.get_running_loop().call_soon(self._copy_now)
+        except RuntimeError:  # no event loop (driven from plain Python): update at once
+            self._copy_now()
+
+    def _copy_now(self) -> None:
+        self._stale = False
+        self.saved_copy.update(HTML(saved_copy_html(self.static())))
 
 
 # ---------------------------------------------------------------- safe HTML
 
-def for_display(frame: pd.DataFrame, *, text_limit: int = CELL_TEXT_LIMIT) -> pd.DataFrame:
-    """Copy of ``frame`` as display text: times to the second (UTC), NA blank, long text cut."""
+def for_display(frame: pd.DataFrame, *, text_limit: int = CELL_TEXT_LIMIT, as_html: bool = False) -> pd.DataFrame:
+    """Copy of ``frame`` as display text: times to the second (UTC), NA blank, long text cut. ``as_html``: text
+    escaped, and a long text cut in a ``<details>`` block whose summary opens the full text on demand."""
     out = pd.DataFrame(index=frame.index)
     for column in frame.columns:
         series = frame[column]
@@ -119,8 +176,14 @@ def for_display(frame: pd.DataFrame, *, text_limit: int = CELL_TEXT_LIMIT) -> pd
         elif isinstance(series.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(series.dtype):
             text = series.astype("string")
             long = text.str.len().fillna(0).astype(int) > text_limit
+            cut = text.str.slice(0, text_limit - 1) + "…"
+            if as_html:
+                full = text.astype(object).map(html.escape, na_action="ignore")
+                cut = "<details><summary>" + cut.astype(object).map(html.escape, na_action="ignore") + \
+                    "</summary>" + full + "</details>"
+                text = full
             if long.any():
-                text = text.where(~long, text.str.slice(0, text_limit - 1) + "…")
+                text = text.where(~long, cut)
         elif pd.api.types.is_float_dtype(series.dtype):
             text = series.round(2).astype("string")
         else:
@@ -140,7 +203,9 @@ def table_html(frame: pd.DataFrame, *, max_rows: int | None = None, empty: str =
     if frame.empty:
         return message_html(empty, "info")
     shown = frame if max_rows is None else frame.head(max_rows)
-    body = for_display(shown, text_limit=text_limit).to_html(index=False, escape=True, border=0, classes="exo-table")
+    cells = for_display(shown, text_limit=text_limit, as_html=True)
+    cells.columns = [html.escape(column) for column in cells.columns]
+    body = cells.to_html(index=False, escape=False, border=0, classes="exo-table")
     more = "" if max_rows is None or len(frame) <= max_rows else message_html(
         f"first {max_rows:,} of {len(frame):,} rows", "info")
     return TABLE_STYLE + body + more
@@ -221,13 +286,42 @@ def _relative(path: Path) -> Path:
 
 # ---------------------------------------------------------------- notebook helpers
 
+class ResetChoices(View):
+    """The "Reset remembered choices" button: :func:`forget` every view's remembered values, so that the cells
+    run next start from the notebook's parameters again (a kernel remembers them across browser sessions).
+
+    Properties: ``remembered`` (names of the views whose values differ from their presets). ``reset()`` (also the
+    button) forgets them and says what to run next in ``status``.
+    """
+
+    def __init__(self) -> None:
+        self.button = widgets.Button(description="Reset remembered choices",
+                                     tooltip="forget the choices made in the widgets; then run the cells again")
+        self.status = widgets.HTML()
+        self.widget = widgets.HBox([self.button, self.status]).add_class("exo-reset")
+        self.button.on_click(lambda _: self.reset())
+        names = self.remembered
+        self.status.value = message_html(
+            f"Remembered from earlier runs in this kernel: {', '.join(names)}." if names
+            else "No remembered choices: the widgets start from the notebook's parameters.", "info")
+
+    @property
+    def remembered(self) -> list[str]:
+        return sorted(name for name, saved in _REGISTRY.items() if {**saved.presets, **saved.values} != saved.presets)
+
+    def reset(self) -> list[str]:
+        """Forget every remembered value; returns the names of the views that had changed values."""
+        names = self.remembered
+        forget()
+        self.status.value = message_html(
+            (f"Forgot the choices of {', '.join(names)}. " if names else "Nothing was remembered. ")
+            + "Run the cells below again (Run ▸ Run All Cells) to start from the notebook's parameters.", "ok")
+        return names
+
+
 def setup() -> None:
-    """The standard first cell of every notebook: table display options and one line saying what is in use."""
-    import platform
-
-    import analysis
-    from analysis.reference.endpoints import Endpoints
-
+    """The standard first cell of every notebook: table display options, one line saying what is in use and, when
+    someone sees the widgets, the :class:`ResetChoices` button."""
     pd.set_option("display.max_colwidth", 120)
     pd.set_option("display.max_columns", 40)
     endpoints = Endpoints.bundled()
@@ -236,6 +330,8 @@ def setup() -> None:
         f"ipywidgets {widgets.__version__} · Microsoft 365 endpoints snapshot {endpoints.version} "
         f"({endpoints.date:%Y-%m-%d}) · {'headless run: widgets also leave static copies' if headless() else 'live'}",
         "ok")))
+    if not headless():
+        display(ResetChoices().widget)
 
 
 def show_table(frame: pd.DataFrame, *, max_rows: int | None = None, empty: str = "no rows") -> None:
@@ -243,10 +339,25 @@ def show_table(frame: pd.DataFrame, *, max_rows: int | None = None, empty: str =
     display(HTML(table_html(frame, max_rows=max_rows, empty=empty)))
 
 
-def show_chart(figure: Any, charts_dir: str | os.PathLike[str] | None = None, name: str | None = None) -> None:
-    """Display a chart once, as PNG; with ``charts_dir`` also save it there as PNG and SVG (see charts.save)."""
-    if charts_dir:
-        from analysis.charts.figures import save
+CHART_MIMES = {".png": "image/png", ".svg": "image/svg+xml"}
 
+
+def chart_downloads_html(figure: Any, name: str | None = None, directory: str | os.PathLike[str] | None = None
+                         ) -> str:
+    """Download links for ``figure`` as PNG and SVG, saved into ``directory`` (default ./exports) under its name
+    (default its label) and the UTC time."""
+    stem = export_file_name(name or figure.get_label() or "chart", "")
+    paths = save(figure, directory or EXPORTS_DIR, name=stem)
+    return '<div class="exo-chart-downloads">' + " · ".join(
+        download_html(path, mime=CHART_MIMES[path.suffix]) for path in paths) + "</div>"
+
+
+def show_chart(figure: Any, charts_dir: str | os.PathLike[str] | None = None, name: str | None = None, *,
+               downloads: bool = True) -> None:
+    """Display a chart once, as PNG, with PNG and SVG download links (``downloads``); with ``charts_dir`` also
+    save it there as PNG and SVG (see charts.save)."""
+    if charts_dir:
         save(figure, charts_dir, name=name)
     display(png_image(figure_png(figure)))
+    if downloads:
+        display(HTML(chart_downloads_html(figure, name)))

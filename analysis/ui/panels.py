@@ -23,6 +23,7 @@ from analysis.core.errors import AllowListError, EndpointsError
 from analysis.core.schema import STRING
 from analysis.reference.endpoints import Endpoints
 from analysis.report.findings import remedy_table
+from analysis.report.proof import telling_messages, with_source_ranges
 from analysis.summaries.tables import message_journey, message_timelines, top_replies
 from analysis.ui.core import (
     View,
@@ -223,23 +224,29 @@ class AllowListBox(View):
 
 # ---------------------------------------------------------------- a message's journey
 
-JOURNEY_COLUMNS = ("timestamp", "elapsed_minutes", "event", "status", "cause", "reply", "remote_host", "remote_ip",
-                   "exo_ip", "source_format")
+JOURNEY_COLUMNS = ("timestamp", "elapsed_minutes", "event", "status", "exo_ip", "exo_range", "cause", "remote_host",
+                   "remote_ip", "reply", "source_format")
 MESSAGE_COLUMNS = ("first_seen", "recipient", "subject", "deferrals", "attempts", "outcome", "to_outcome_minutes",
                    "causes", "final_cause", "last_reply", "remote_hosts", "exo_ips", "message")
 
 
-def journey_choices(timelines: pd.DataFrame, limit: int) -> list[tuple[str, str]]:
-    """Dropdown choices (label, pair key) for messages, most deferred first, at most ``limit``."""
-    rows = timelines.sort_values(["deferrals", "first_seen"], ascending=[False, True], kind="stable").head(limit)
-    rows = rows.assign(choice_key=pair_keys(rows))
+def journey_choices(timelines: pd.DataFrame, limit: int, first: list[str] = ()) -> list[tuple[str, str]]:
+    """Dropdown choices (label, pair key) for messages, at most ``limit``: the keys in ``first`` (in that order),
+    then the most deferred."""
+    rank = pd.Series(range(len(first)), index=pd.Index(first, dtype=object), dtype="int64")
+    keys = pair_keys(timelines)
+    rows = timelines.assign(choice_key=keys, _first=keys.map(rank).fillna(len(first)).to_numpy())
+    rows = rows.sort_values(["_first", "deferrals", "first_seen"], ascending=[True, False, True], kind="stable")
+    rows = rows.head(limit)
     return [(f"{r.first_seen:%Y-%m-%d %H:%M}  {r.recipient}  ·  {r.deferrals} deferrals, {r.outcome}"
              if pd.notna(r.first_seen) else f"{r.recipient}  ·  {r.deferrals} deferrals, {r.outcome}", r.choice_key)
             for r in rows.itertuples()]
 
 
 class JourneyView(View):
-    """Pick one message+recipient and see its journey: the chart, a caption and its events.
+    """Pick one message+recipient and see its journey: the chart, a caption and its events, each attempt with its
+    Exchange Online source IP and published range. Offered first: the messages deferred from one range and
+    delivered from another (:func:`analysis.report.proof.telling_messages`).
 
     Properties: ``message`` (the chosen key, "<trace id> → <recipient>", settable; a trace id or Message-ID
     alone picks that message's first recipient), ``journey`` (its events), ``png`` (the chart).
@@ -257,6 +264,7 @@ class JourneyView(View):
         self._callbacks: list[Callable[[str | None], None]] = []
         self._updating = False
         self._timelines = timelines if timelines is not None else message_timelines(tagged)
+        self._telling = telling_messages(tagged)
         self.picker = widgets.Dropdown(description="Message", layout=WIDE)
         self.caption = widgets.HTML()
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
@@ -281,7 +289,7 @@ class JourneyView(View):
     def set_messages(self, timelines: pd.DataFrame) -> None:
         """Offer the messages of ``timelines``; keeps the current (or preset) choice when it is offered."""
         self._timelines = timelines
-        choices = journey_choices(timelines, self.max_choices) or [("no messages match", "")]
+        choices = journey_choices(timelines, self.max_choices, self._telling) or [("no messages match", "")]
         keep = self._resolve(self.picker.value or "", choices) or self._resolve(self._wanted, choices)
         self._updating = True
         try:
@@ -326,27 +334,43 @@ class JourneyView(View):
             self.journey, self.png = self.journey.iloc[:0], b""
             self.caption.value, self.image.value, self.events.value = message_html("No messages match.", "info"), \
                 b"", ""
+            self.image.layout.display = "none"  # an empty image is a broken-image icon
             return
         message, recipient = key.split(" → ", 1)
-        self.journey = message_journey(self.tagged, message, recipient or None)
+        self.journey = with_source_ranges(message_journey(self.tagged, message, recipient or None))
         self.png = figure_png(plot_journey(self.journey))
         self.image.value = self.png
+        self.image.layout.display = None
         first, last = self.journey["timestamp"].min(), self.journey["timestamp"].max()
         span = "" if pd.isna(first) else f", {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
+        ranges = self.journey.groupby(self.journey["event"].astype(str), observed=True)["exo_range"].agg(
+            lambda r: ", ".join(r.dropna().unique())) if "exo_range" in self.journey else pd.Series(dtype=object)
+        how = (f"; deferred from {ranges['defer']}, delivered from {ranges.get('deliver') or ranges.get('send')}"
+               if key in self._telling and ranges.get("defer") else "")
         self.caption.value = message_html(
-            f"Journey of {message} to {recipient}: {len(self.journey)} events{span}", "info")
+            f"Journey of {message} to {recipient}: {len(self.journey)} events{span}{how}", "info")
         shown = [c for c in JOURNEY_COLUMNS if c in self.journey.columns]
         self.events.value = table_html(self.journey[shown], max_rows=200)
 
 
 # ---------------------------------------------------------------- drill-down
 
+def empty_selection_text(domain: str | None, cause: str | None) -> str:
+    """What an empty drill-down says instead of empty tables."""
+    if domain and cause:
+        return f"No message to {domain} was deferred or failed for {cause} in this trace. Choose another cause."
+    if domain or cause:
+        return f"No message {'to ' + domain if domain else 'with cause ' + str(cause)} in this trace."
+    return "This trace has no messages to show."
+
+
 class Drilldown(View):
     """Choose a domain and/or a cause and see its messages, their replies and one message's journey.
 
     Parts (each a view with its own properties): ``filter`` (:class:`DomainCauseFilter`), ``messages`` and
     ``replies`` (:class:`TableView`), ``journey`` (:class:`JourneyView`). ``selected`` holds the events of the
-    chosen messages; ``refresh()`` runs on every change of the filter.
+    chosen messages; ``refresh()`` runs on every change of the filter. When no message matches, ``results`` (the
+    tables and the journey) is hidden and ``empty`` says so in words (:func:`empty_selection_text`).
     """
 
     def __init__(self, tagged: pd.DataFrame, *, domain: str | None = None, cause: str | None = None,
@@ -364,10 +388,12 @@ class Drilldown(View):
                                  name=part("replies"), page_size=page_size)
         self.journey = JourneyView(tagged, self.timelines.iloc[:0], message=message, name=part("journey"))
         self.selected = tagged
+        self.empty = widgets.HTML()
         self.messages.widget.add_class("exo-drill-messages")
         self.replies.widget.add_class("exo-drill-replies")
-        self.widget = widgets.VBox([self.filter.widget, self.messages.widget, self.replies.widget,
-                                    widgets.HTML("<b>One message's journey</b>"), self.journey.widget])
+        self.results = widgets.VBox([self.messages.widget, self.replies.widget,
+                                      widgets.HTML("<b>One message's journey</b>"), self.journey.widget])
+        self.widget = widgets.VBox([self.filter.widget, self.empty, self.results])
         self.filter.observe(lambda domain, cause: self.refresh())
         self.refresh()
 
@@ -382,8 +408,12 @@ class Drilldown(View):
         self.messages.data = rows[[c for c in MESSAGE_COLUMNS if c in rows.columns]]
         self.replies.data = top_replies(self.selected, n=100)
         self.journey.set_messages(rows)
+        self.empty.value = "" if len(rows) else message_html(empty_selection_text(domain, cause), "info")
+        self.results.layout.display = None if len(rows) else "none"
 
     def static(self) -> list[Any]:
+        if self.empty.value:
+            return [*self.filter.static(), static_html(self.empty.value)]
         return [*self.filter.static(), *self.messages.static(), *self.replies.static(), *self.journey.static()]
 
 
@@ -392,9 +422,12 @@ class Drilldown(View):
 def remedy_html(remedy: Any) -> str:
     """One remedy (a row of :func:`analysis.ui.render.remedy_table`) as escaped HTML."""
     domains = f" · {html.escape(str(remedy.top_domains))}" if pd.notna(remedy.top_domains) else ""
+    low = getattr(remedy, "low_confidence_events", 0)
+    doubt = (f"<br><i>Low confidence:</i> {low:,} of its {remedy.events:,} events were matched only by the code's "
+             "class, or by nothing: read their replies before acting." if low else "")
     return (f"<b>{html.escape(remedy.cause)}</b> — {html.escape(remedy.who_acts)} acts · "
             f"{remedy.recipients:,} recipients{domains}<br>{html.escape(remedy.explanation)}<br>"
-            f"<i>What to do:</i> {html.escape(remedy.remedy)}")
+            f"<i>What to do:</i> {html.escape(remedy.remedy)}{doubt}")
 
 
 def remedies_html(remedies: pd.DataFrame, done: dict[str, bool] | None = None) -> str:

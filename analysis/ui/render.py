@@ -2,22 +2,33 @@
 
 No widgets here: every function takes and returns plain pandas objects, so tests and notebooks can call them
 directly and the views stay thin. The ones that choose rows of the events (a time window, messages of a domain or
-cause, counts per domain or cause) also take a Dask DataFrame or a store and then run per partition
-(:mod:`analysis.backends.rows`), returning a lazy Dask selection or the same counts.
+cause, counts per domain or cause) live in :mod:`analysis.summaries.selections` (pandas and Dask) and are
+imported here for the views.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
-from analysis.backends import rows as dask_rows
 from analysis.backends.dask import is_dask, time_span
+from analysis.core.concepts import as_utc
 from analysis.core.schema import STRING
+from analysis.summaries.selections import (
+    PROBLEM_EVENTS,
+    equals_text,
+    in_time,
+    message_key_set,
+    message_keys,
+    pair_keys,
+    problem_counts,
+    select_messages,
+)
 
-PROBLEM_EVENTS = ("defer", "fail", "drop")
+__all__ = ["HOURLY_SPAN", "PROBLEM_EVENTS", "as_utc", "choice_label", "equals_text", "filter_rows", "in_time",
+           "message_key_set", "message_keys", "page_count", "page_rows", "pair_keys", "problem_counts",
+           "select_messages", "sort_rows", "text_columns", "time_steps"]
 HOURLY_SPAN = pd.Timedelta(days=31)  # longer traces are stepped by day on the time slider
 
 
@@ -84,90 +95,9 @@ def time_steps(timestamps: pd.Series) -> list[pd.Timestamp]:
     return list(pd.date_range(first, last, freq=freq))
 
 
-def in_time(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None,
-            column: str = "timestamp") -> pd.DataFrame:
-    """Rows with ``start <= column <= end`` (an open end when None)."""
-    if is_dask(frame):
-        return dask_rows.rows_where(frame, in_time, start, end, column)
-    mask = pd.Series(True, index=frame.index)
-    if start is not None:
-        mask &= frame[column] >= start
-    if end is not None:
-        mask &= frame[column] <= end
-    return frame[mask.fillna(False).astype(bool)]
-
-
-def as_utc(value: object) -> pd.Timestamp | None:
-    """A UTC Timestamp from text, datetime or Timestamp (naive values are taken as UTC); None stays None."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 # ---------------------------------------------------------------- domains, causes, messages
-
-def message_keys(frame: pd.DataFrame) -> pd.Series:
-    """One key per message and recipient: ``trace_id`` (else ``message_id``) and the recipient."""
-    message = frame["trace_id"].astype(STRING).fillna(frame["message_id"].astype(STRING)).fillna("")
-    return message + " → " + frame["recipient"].astype(STRING).fillna("")
-
-
-def message_key_set(frame: pd.DataFrame) -> set[str]:
-    """The distinct :func:`message_keys` of ``frame`` (a Dask selection: computed per partition)."""
-    return dask_rows.distinct(frame, message_keys) if is_dask(frame) else set(message_keys(frame))
-
-
-def equals_text(values: pd.Series, wanted: str) -> pd.Series:
-    """``values == wanted`` ignoring case (NA is False); a categorical is compared on its categories only."""
-    wanted = wanted.lower()
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        categories = values.cat.categories
-        return pd.Series(values.isin(categories[categories.astype(str).str.lower() == wanted]), index=values.index)
-    return values.astype(STRING).str.lower().eq(wanted).fillna(False).astype(bool)
-
-
-def problem_counts(tagged: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Per value of ``column``: deferral/failure events and messages, most affected first, then A-Z.
-
-    Every value that occurs is listed (with zero counts when nothing was deferred).
-    """
-    if is_dask(tagged):
-        return dask_rows.problem_counts(tagged, column)
-    problems = tagged[tagged["event"].isin(PROBLEM_EVENTS).to_numpy()]
-    message = pd.factorize(problems["trace_id"].astype(STRING).fillna(problems["message_id"].astype(STRING)))[0]
-    recipient = pd.factorize(problems["recipient"].astype(STRING))[0]
-    pair = (message.astype(np.int64) + 1) * (recipient.max(initial=0) + 2) + recipient + 1  # one int per pair
-    counts = pd.DataFrame({column: problems[column].astype(STRING), "pair": pair}).dropna(
-        subset=[column]).groupby(column).agg(problem_events=("pair", "size"), problem_messages=("pair", "nunique"))
-    present = tagged[column].dropna().unique()
-    every = pd.Index([str(v) for v in present], dtype=object, name=column)
-    counts = counts.reindex(every, fill_value=0).reset_index()
-    counts = counts.sort_values(["problem_events", column], ascending=[False, True], kind="stable")
-    return counts.reset_index(drop=True)
-
 
 def choice_label(value: str, problem_events: int, problem_messages: int) -> str:
     if not problem_events:
         return value
     return f"{value} — {problem_messages:,} messages, {problem_events:,} deferrals/failures"
-
-
-def select_messages(tagged: pd.DataFrame, domain: str | None = None, cause: str | None = None) -> pd.DataFrame:
-    """Every event of the messages to ``domain`` that had at least one event with ``cause`` (None: any)."""
-    if is_dask(tagged):
-        return dask_rows.rows_where(tagged, select_messages, domain, cause)
-    rows = tagged
-    if domain:
-        rows = rows[equals_text(rows["recipient_domain"], domain).to_numpy()]
-    if cause:
-        keys = message_keys(rows)
-        hit = equals_text(rows["cause"], cause).to_numpy()
-        rows = rows[keys.isin(set(keys[hit]))]
-    return rows
-
-
-def pair_keys(timelines: pd.DataFrame) -> pd.Series:
-    """The :func:`message_keys` of the rows of :func:`analysis.summaries.tables.message_timelines`."""
-    return timelines["message"].astype(STRING).fillna("") + " → " + timelines["recipient"].astype(STRING).fillna("")
-

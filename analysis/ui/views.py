@@ -19,7 +19,7 @@ import ipywidgets as widgets
 import pandas as pd
 from IPython.display import display
 
-from analysis.backends.dask import is_dask
+from analysis.backends.dask import is_dask, transform_sites
 from analysis.backends.rows import columns_of, count, first_rows
 from analysis.core.errors import ExoDeferralsError, TraceLoadError
 from analysis.core.schema import empty_events
@@ -27,11 +27,14 @@ from analysis.io.loader import TRACE_SUFFIXES, LoadReport
 from analysis.store.ingest import open_trace
 from analysis.ui.core import (
     View,
+    chart_downloads_html,
     download_html,
     export_table,
+    figure_png,
     headless,
     lines_html,
     message_html,
+    png_image,
     recall,
     remember,
     static_html,
@@ -40,6 +43,7 @@ from analysis.ui.core import (
 from analysis.ui.render import (
     as_utc,
     choice_label,
+    equals_text,
     filter_rows,
     in_time,
     page_count,
@@ -92,7 +96,7 @@ def folder_listing(folder: Path) -> list[tuple[str, str]]:
 
 
 def load_problems(report: LoadReport | None) -> list[str]:
-    """Plain-language problems of a load: files not loaded and rejected rows."""
+    """Plain-language problems of a load: files not loaded, event/status values not known, rejected rows."""
     if report is None:
         return []
     lines = []
@@ -107,6 +111,7 @@ def load_problems(report: LoadReport | None) -> list[str]:
     if skipped:
         lines.append(f"{len(skipped)} file(s) found beside the exports are not trace exports and were skipped: "
                      + ", ".join(Path(f.path).name for f in skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
+    lines += [f"• {Path(f.path).name}: {w}" for f in report.files for w in f.unknown_values]
     rejected = sum(f.rows_rejected for f in report.files)
     if rejected:
         lines.append(f"{rejected:,} rows were rejected: the table below says where and why.")
@@ -362,28 +367,53 @@ class TimeRange(View):
 ALL = ""  # the "(all ...)" choice of a dropdown
 
 
+def with_cause(events: pd.DataFrame, cause: str) -> pd.DataFrame:
+    """The events whose cause is ``cause`` (any case)."""
+    return events[equals_text(events["cause"], cause).to_numpy()]
+
+
+def narrowed_choices(tagged: pd.DataFrame, column: str, domain: str | None = None,
+                     cause: str | None = None) -> list[tuple[str, str]]:
+    """Dropdown choices (label, value) of ``column`` ("recipient_domain" or "cause"): "(all …)", then the values
+    most affected first.
+
+    The other choice narrows them, with counts of that pair: with a cause, only the domains that had it; with a
+    domain, only the causes it had. Without one, every value that occurs.
+    """
+    by_domain = column == "recipient_domain"
+    other = cause if by_domain else domain
+    if other and by_domain:
+        rows = transform_sites(tagged, with_cause, other) if is_dask(tagged) else with_cause(tagged, other)
+    else:
+        rows = select_messages(tagged, domain=other) if other else tagged
+    counts = problem_counts(rows, column)
+    if other:
+        counts = counts[counts["problem_events"] > 0]
+    values = counts[column].str.lower() if by_domain else counts[column]
+    return [("(all domains)" if by_domain else "(all causes)", ALL)] + [
+        (choice_label(label, events, messages), value) for label, value, events, messages in
+        zip(counts[column], values, counts["problem_events"], counts["problem_messages"], strict=True)]
+
+
 class DomainCauseFilter(View):
-    """Choose a recipient domain and/or a cause; the choices come from the tagged trace, most affected first.
+    """Choose a recipient domain and/or a cause; the choices come from the tagged trace, most affected first, and
+    narrow each other (:func:`narrowed_choices`): a domain offers only its causes, a cause only its domains.
 
     Properties: ``domain``, ``cause`` (str, None for all). ``selection(tagged)`` returns every event of the
-    matching messages. Callbacks: ``observe(callback)``, called with ``(domain, cause)``.
+    matching messages. Callbacks: ``observe(callback)``, called with ``(domain, cause)``. A preset or remembered
+    pair that has no deferral or failure keeps the domain and says so in ``note``.
     """
 
     def __init__(self, tagged: pd.DataFrame, *, domain: str | None = None, cause: str | None = None,
                  name: str | None = "domain_cause"):
         self.name = name
+        self.tagged = tagged
         self._callbacks: list[Callable[[str | None, str | None], None]] = []
-        domains = problem_counts(tagged, "recipient_domain")
-        causes = problem_counts(tagged, "cause")
-        self.domain_box = widgets.Dropdown(
-            options=[("(all domains)", ALL)] + [
-                (choice_label(r.recipient_domain, r.problem_events, r.problem_messages), r.recipient_domain.lower())
-                for r in domains.itertuples()],
-            description="Domain", layout=WIDE)
-        self.cause_box = widgets.Dropdown(
-            options=[("(all causes)", ALL)] + [
-                (choice_label(r.cause, r.problem_events, r.problem_messages), r.cause) for r in causes.itertuples()],
-            description="Cause", layout=WIDE)
+        self._updating = False
+        self._domains = narrowed_choices(tagged, "recipient_domain")
+        self._causes = narrowed_choices(tagged, "cause")
+        self.domain_box = widgets.Dropdown(options=self._domains, description="Domain", layout=WIDE)
+        self.cause_box = widgets.Dropdown(options=self._causes, description="Cause", layout=WIDE)
         self.note = widgets.HTML()
         state = recall(name, {"domain": (domain or "").strip().lower(), "cause": (cause or "").strip()})
         self._choose(state["domain"], state["cause"])
@@ -400,6 +430,7 @@ class DomainCauseFilter(View):
     @domain.setter
     def domain(self, value: str | None) -> None:
         self._choose((value or "").strip().lower(), self.cause_box.value)
+        self._announce()
 
     @property
     def cause(self) -> str | None:
@@ -408,6 +439,7 @@ class DomainCauseFilter(View):
     @cause.setter
     def cause(self, value: str | None) -> None:
         self._choose(self.domain_box.value, (value or "").strip())
+        self._announce()
 
     def selection(self, tagged: pd.DataFrame) -> pd.DataFrame:
         return select_messages(tagged, self.domain, self.cause)
@@ -420,18 +452,40 @@ class DomainCauseFilter(View):
         return [static_html(message_html(text, "info") + self.note.value)]
 
     def _choose(self, domain: str, cause: str) -> None:
+        """Set both boxes: unknown values fall back to all; a domain without that cause keeps the domain."""
         missing = []
-        for box, value, what in ((self.domain_box, domain, "domain"), (self.cause_box, cause, "cause")):
-            known = [v for _, v in box.options]
-            if value in known:
-                box.value = value
-            else:
-                box.value = ALL
-                missing.append(f"{what} {value!r} does not occur in this trace; showing all.")
+        domains, causes = [v for _, v in self._domains], [v for _, v in self._causes]
+        if domain not in domains:
+            missing.append(f"domain {domain!r} does not occur in this trace; showing all.")
+            domain = ALL
+        if cause not in causes:
+            missing.append(f"cause {cause!r} does not occur in this trace; showing all.")
+            cause = ALL
+        if domain and cause and cause not in [v for _, v in narrowed_choices(self.tagged, "cause", domain=domain)]:
+            missing.append(f"no message to {domain} was deferred or failed for {cause}; showing all its causes.")
+            cause = ALL
+        self._narrow(domain, cause)
         self.note.value = lines_html(missing, "warning")
 
+    def _narrow(self, domain: str, cause: str) -> None:
+        """Offer the domains of ``cause`` and the causes of ``domain``, and select them, without callbacks."""
+        self._updating = True
+        try:
+            self.domain_box.options = narrowed_choices(self.tagged, "recipient_domain", cause=cause) if cause \
+                else self._domains
+            self.cause_box.options = narrowed_choices(self.tagged, "cause", domain=domain) if domain else self._causes
+            self.domain_box.value, self.cause_box.value = domain, cause
+        finally:
+            self._updating = False
+
     def _changed(self, change: dict) -> None:
+        if self._updating:
+            return
         self.note.value = ""
+        self._narrow(self.domain_box.value, self.cause_box.value)
+        self._announce()
+
+    def _announce(self) -> None:
         remember(self.name, domain=self.domain_box.value, cause=self.cause_box.value)
         for callback in self._callbacks:
             callback(self.domain, self.cause)
@@ -440,6 +494,46 @@ class DomainCauseFilter(View):
 # ---------------------------------------------------------------- tables
 
 PAGE_SIZES = (10, 25, 50, 100, 500)
+
+
+class WindowChart(View):
+    """A chart of the rows inside a :class:`TimeRange`, redrawn in the kernel whenever the window moves (so it also
+    works in a Voila app, where no cell is re-run), with its PNG and SVG downloads.
+
+    ``chart(frame) -> Figure``; ``table(frame) -> DataFrame`` (optional) fills ``table_view``, a
+    :class:`TableView`. Properties: ``frame`` (the rows in the window), ``png``, ``caption``.
+    """
+
+    def __init__(self, window: TimeRange, events: pd.DataFrame, chart: Callable[[pd.DataFrame], Any], *,
+                 table: Callable[[pd.DataFrame], pd.DataFrame] | None = None, table_view: TableView | None = None):
+        self.window, self.events, self.chart, self.table, self.table_view = window, events, chart, table, table_view
+        self.caption = widgets.HTML()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.downloads = widgets.HTML()
+        self.frame, self.png = events, b""
+        children = [self.caption, self.image, self.downloads,
+                    *([table_view.widget] if table_view is not None else [])]
+        self.widget = widgets.VBox(children).add_class("exo-window-chart")
+        window.observe(lambda start, end: self.refresh())
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute from the window: the caption says which window the chart shows."""
+        self.frame = self.window.apply(self.events)
+        start, end = self.window.start, self.window.end
+        self.caption.value = message_html(
+            f"Window {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {len(self.frame):,} events"
+            if start is not None else "No times in the trace.", "info")
+        figure = self.chart(self.frame)
+        self.png = figure_png(figure)
+        self.image.value = self.png
+        self.downloads.value = chart_downloads_html(figure)
+        if self.table is not None and self.table_view is not None:
+            self.table_view.data = self.table(self.frame)
+
+    def static(self) -> list[Any]:
+        items = [static_html(self.caption.value), png_image(self.png), static_html(self.downloads.value)]
+        return items + (self.table_view.static() if self.table_view is not None else [])
 
 
 class TableView(View):

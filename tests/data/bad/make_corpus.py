@@ -8,7 +8,9 @@ at test time by the functions in ``GENERATED``.
 
 from __future__ import annotations
 
+import bz2
 import codecs
+import gzip
 import io
 import random
 import shutil
@@ -278,6 +280,13 @@ def corpus() -> dict[str, bytes]:
         "random_bytes.csv": rng.randbytes(4096),
         "saved_as_excel.xlsx": XLSX,
         "export.csv.gz": b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + rng.randbytes(64),
+        "compressed_folder/week1.csv": ps7(2),
+        "compressed_folder/week2.csv.gz": gzip.compress(ps51(2), mtime=0),
+        "compressed_folder/week3.log.bz2": bz2.compress(tracking_text([tracking_row(0), tracking_row(1)]).encode()),
+        "compressed_folder/nested.zip": _zip({"inner/week4.csv.gz": gzip.compress(german(), mtime=0),
+                                              "inner/old.zip": _zip({"x.csv": ps7()})}),
+        "compressed_folder/report.pdf": b"%PDF-1.4\n",
+        "compressed_folder/cut_off.csv.gz": gzip.compress(ps7(2), mtime=0)[:40],
         "folder_with_other_files/one.csv": ps51(2),
         "folder_with_other_files/notes.txt": "remember to ask the partner about their IronPort\n",
         "folder_with_other_files/empty.csv": b"",
