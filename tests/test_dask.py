@@ -382,3 +382,18 @@ def test_selections_and_journeys_on_the_store_equal_pandas(sample_store: Path):
     message = chosen["trace_id"].dropna().iloc[0]
     assert_same(summaries.message_journey(store, message), summaries.message_journey(whole, message))
     assert len(summaries.message_journey(whole, message)) > 1
+
+
+def test_a_folders_files_that_are_no_exports_are_listed_not_dropped(client, tmp_path: Path, windows: dict[str, Path]):
+    """Issue 14, point 3, for ingest too: every file of a folder that is not loaded is listed with the reason."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    shutil.copy(windows["summary"], folder / "week1.csv")
+    (folder / "notes.pdf").write_bytes(b"%PDF-1.4\n")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    report = ingest([folder], tmp_path / "store")
+    status = {Path(f.path).name: (f.status, f.error) for f in report.files}
+    assert status["week1.csv"][0] == "ingested"
+    assert status["notes.pdf"][0] == "skipped" and ".pdf" in status["notes.pdf"][1]
+    assert status[".DS_Store"] == ("skipped", "a hidden file")
+    assert report.ok and "notes.pdf: skipped: the name ends in .pdf" in report.summary()

@@ -353,3 +353,52 @@ def test_retry_after_fractional_and_back_off_on_503_504_and_time_outs(tmp_path, 
     report = json.loads((tmp_path / "out" / "_pull_report.json").read_text())
     assert report["retries"] == 4 and report["waited_seconds"] >= 0.95
     assert len(lines(tmp_path / "out" / "messageTraces.jsonl")) == 30
+
+
+def test_a_pulled_folder_is_read_by_report_and_ingest_like_any_export(tmp_path, env):
+    """Issue 16, point 1: what `pull` writes is what `report` and `ingest` read (not only `load_trace`)."""
+    pytest.importorskip("dask.dataframe")
+    from analysis import load_trace
+    from analysis.backends.store import open_store
+    from analysis.report.notebook import render_report
+    from analysis.store.ingest import ingest
+
+    now = dt.datetime.now(dt.UTC)
+    traces = make_traces(400, days=2, now=now, domains=6)
+    out = tmp_path / "pulled"
+    with service(tmp_path, traces) as svc:
+        done = run(args(svc, out, "--last", "2d", "--max-requests", "120"), env)
+        assert done.returncode in (0, 1), done.stderr  # 1: done, some details left for a later pull
+    events = load_trace(out)
+    failed = {t["recipientAddress"] for t in traces if t["status"] == "failed"}
+    assert failed and failed <= set(events["recipient"].dropna())
+
+    result = render_report([out], tmp_path / "report" / "report.html")
+    assert not result.load_errors and result.events == len(events)
+    page = result.html.read_text(encoding="utf-8")
+    assert "Microsoft Graph" in page or "graph" in page.lower()
+    assert any(address.split("@")[1] in page for address in failed)
+    assert str(out) not in page  # inputs named by format and date, never by path
+
+    store = tmp_path / "store"
+    report = ingest([out], store)
+    assert [f.status for f in report.files if f.path.endswith(".jsonl")] == ["ingested"] * 2
+    stored = open_store(store).compute()
+    assert len(stored) == len(events)
+    assert set(stored["recipient"].dropna()) == set(events["recipient"].dropna())
+
+
+def test_status_option_asks_graph_for_those_statuses_only(tmp_path, env):
+    """`--status failed,pending`: one filtered query per status (only `eq` is documented), and only those rows."""
+    now = dt.datetime.now(dt.UTC)
+    traces = make_traces(600, days=3, now=now, domains=5)
+    out = tmp_path / "pulled"
+    with service(tmp_path, traces) as svc:
+        done = run(args(svc, out, "--last", "3d", "--status", "failed,pending", "--details", "none"), env)
+        assert done.returncode == 1 and "not fetched: --details none" in done.stdout, done.stderr  # 1: partial
+        filters = [parse_qs(urlsplit(path).query)["$filter"][0] for kind, path, status in svc.log
+                   if kind == "list" and status == 200]
+    assert {f.rsplit(" and ", 1)[1] for f in filters} == {"status eq 'failed'", "status eq 'pending'"}
+    rows = lines(out / "messageTraces.jsonl")
+    wanted = {(t["id"], t["recipientAddress"]) for t in traces if t["status"] in ("failed", "pending")}
+    assert {(r["id"], r["recipientAddress"]) for r in rows} == wanted and len(rows) == len(wanted)

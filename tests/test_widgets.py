@@ -319,7 +319,7 @@ def test_domain_and_cause_choices_narrow_each_other(tagged):
     assert len(picker.domain_box.options) == 5 and "fabrikam.com" in [v for _, v in picker.domain_box.options]
     picker.domain_box.value = "gmail.com"
     assert [label for label, _ in picker.cause_box.options] == [
-        "(all causes)", "auth_policy — 1 messages, 1 deferrals/failures"]
+        "(all causes)", "auth_policy — 1 message, 1 deferrals/failures"]
     picker.domain_box.value = "fabrikam.com"  # delivered only: no cause to narrow to
     assert [v for _, v in picker.cause_box.options] == [""]
     # every offered pair selects messages: no empty table is reachable from the boxes

@@ -84,7 +84,14 @@ from analysis.core.errors import NotATraceError, TraceLoadError
 from analysis.core.schema import EVENT_COLUMNS, STRING, conform
 from analysis.io import loader
 from analysis.io.formats import BY_NAME
-from analysis.io.loader import TENANT_MIN_ROWS, TENANT_MIN_SHARE, FileReport, LoadReport, is_trace_like, load_trace
+from analysis.io.loader import (
+    TENANT_MIN_ROWS,
+    TENANT_MIN_SHARE,
+    FileReport,
+    LoadReport,
+    load_trace,
+    not_trace_like,
+)
 from analysis.reference.endpoints import Endpoints
 from analysis.tagging.tag import ACCEPTED_EVENTS, CLEAR_ACCEPTS, CLEAR_REFUSALS, REFUSAL_EVENTS, tag
 
@@ -221,19 +228,21 @@ def open_trace(paths: Any, *, dask_scheduler: str | None = None, progress: Any =
 
 # ---------------------------------------------------------------- ingest: inputs and pieces
 
-def _expand(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
-    """(file, named explicitly?) for every input, as load_trace expands folders and glob patterns."""
+def _expand(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+            ) -> list[tuple[Path, bool, str | None]]:
+    """(file, named explicitly?, why it is not read or None) for every input, as load_trace expands folders and
+    glob patterns: a file of a folder that is no export is listed with the reason (never dropped silently)."""
     items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    out: list[tuple[Path, bool]] = []
+    out: list[tuple[Path, bool, str | None]] = []
     for item in items:
         text = os.fspath(item)
         if any(ch in text for ch in "*?[") and not os.path.exists(text):
-            out += [(Path(m), False) for m in sorted(glob.glob(text, recursive=True)) if os.path.isfile(m)]
+            out += [(Path(m), False, None) for m in sorted(glob.glob(text, recursive=True)) if os.path.isfile(m)]
         elif os.path.isdir(text):
-            out += [(f, False) for f in sorted(Path(text).rglob("*"))
-                    if f.is_file() and is_trace_like(PurePosixPath(f.as_posix()))]
+            out += [(f, False, not_trace_like(PurePosixPath(f.as_posix())))
+                    for f in sorted(Path(text).rglob("*")) if f.is_file()]
         else:
-            out.append((Path(text), True))
+            out.append((Path(text), True, None))
     return out
 
 
@@ -431,9 +440,12 @@ def ingest(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], sto
     staging = store / STAGING
     staging.mkdir(exist_ok=True)
     todo: list[tuple[IngestedFile, bool, list[_Piece]]] = []
-    for path, explicit in _expand(paths):
+    for path, explicit, not_read in _expand(paths):
         entry = IngestedFile(path=str(path))
         report.files.append(entry)
+        if not_read:
+            entry.status, entry.error = "skipped", not_read
+            continue
         try:
             entry.sha256 = _sha256(path)
         except OSError as exc:

@@ -98,6 +98,8 @@ def time_steps(timestamps: pd.Series) -> list[pd.Timestamp]:
 # ---------------------------------------------------------------- domains, causes, messages
 
 def choice_label(value: str, problem_events: int, problem_messages: int) -> str:
+    """``value — 1 message, 3 deferrals/failures``: a drop-down entry with its counts and their units."""
     if not problem_events:
         return value
-    return f"{value} — {problem_messages:,} messages, {problem_events:,} deferrals/failures"
+    messages = "message" if problem_messages == 1 else "messages"
+    return f"{value} — {problem_messages:,} {messages}, {problem_events:,} deferrals/failures"
