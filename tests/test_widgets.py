@@ -116,8 +116,14 @@ def test_a_live_view_leaves_a_saved_copy_that_follows_it(tagged, monkeypatch):
         shown.append(item)
         return Handle() if display_id else None
 
+    def no_running_loop():
+        raise RuntimeError("no running event loop")
+
     monkeypatch.setenv("EXO_DEFERRALS_STATIC", "0")  # live: someone sees the widget
     monkeypatch.setattr(core, "display", display)
+    # driven from plain Python: the copy is updated at once. (Playwright's sync API, used by the browser tests of
+    # the same session, leaves its event loop marked running in this thread; a kernel's loop would run the update.)
+    monkeypatch.setattr(core.asyncio, "get_running_loop", no_running_loop)
     drill = Drilldown(tagged, name=None)
     drill._ipython_display_()
     assert shown[0] is drill.widget and "exo-live" in drill.widget._dom_classes
