@@ -36,7 +36,7 @@ test: $(STAMP) lint
 $(PANDAS22_STAMP): pyproject.toml setup.py
 	test -x $(PANDAS22)/bin/python || $(PYTHON) -m venv $(PANDAS22)
 	$(PANDAS22)/bin/pip install --quiet --upgrade pip
-	$(PANDAS22)/bin/pip install --quiet -e ".[test]" "pandas==2.2.3"
+	$(PANDAS22)/bin/pip install --quiet -e ".[test,graph]" "pandas==2.2.3"
 	touch $(PANDAS22_STAMP)
 
 test-pandas22: $(PANDAS22_STAMP)
