@@ -55,7 +55,7 @@ def parse_tracking_log(data: bytes, name: str, trace_format: str | None, report:
 def explode_tracking(frame: pd.DataFrame, report: FileReport) -> pd.DataFrame:
     """Split ``;``-separated recipient-address / recipient-status lists into one row per recipient."""
     addresses = frame["recipient"].astype(object).str.split(";")
-    counts = addresses.str.len().fillna(1).astype(int)
+    counts = pd.to_numeric(addresses.str.len()).fillna(1).astype(int)  # object lengths on pandas 2.2: no downcast
     statuses = _split_status_lists(frame["reply"], counts)
     status_counts = statuses.map(len)
     single = status_counts == 1
