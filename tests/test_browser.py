@@ -47,6 +47,10 @@ def screenshot(page: Page, name: str) -> None:
 
 
 def open_notebook(page: Page, url: str) -> None:
+    """Open one notebook alone: ``?reset`` drops the workspace an earlier test left (its notebooks would stay open in
+    other tabs, and their unrun cells would match the prompts ``run_all`` waits for)."""
+    if "reset" not in url:
+        url += ("&" if "?" in url else "?") + "reset"
     page.goto(url)
     expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=READY)
 
