@@ -90,6 +90,21 @@ _TRACKING_COLUMNS: dict[str, tuple[str, ...]] = {
     "directionality": ("directionality",),
 }
 
+
+# columns the EAC summary and enhanced summary reports share, and those Graph's list rows and details share
+_EAC_SUMMARY_COLUMNS = {
+    "message_id": ("messageid",),
+    "trace_id": ("networkmessageid",),
+    "sender": ("senderaddress",),
+    "recipient": ("recipientstatus",),
+    "subject": ("messagesubject",),
+    "size_bytes": ("totalbytes",),
+    "client_ip": ("originalclientip",),
+}
+_GRAPH_COLUMNS = {"message_id": ("messageid",), "trace_id": ("id",), "sender": ("senderaddress",),
+                  "recipient": ("recipientaddress",), "subject": ("subject",), "size_bytes": ("size",),
+                  "status": ("status",)}
+
 FORMATS: tuple[TraceFormat, ...] = (
     TraceFormat(
         name="messagetrace",
@@ -133,17 +148,7 @@ FORMATS: tuple[TraceFormat, ...] = (
         signature=("senderaddress", "recipientstatus", "networkmessageid"),
         any_of=(("connectorid", "deliverypriority", "directionality"),),
         timestamp_prefix="origintimestamp",
-        columns={
-            "message_id": ("messageid",),
-            "trace_id": ("networkmessageid",),
-            "sender": ("senderaddress",),
-            "recipient": ("recipientstatus",),
-            "subject": ("messagesubject",),
-            "size_bytes": ("totalbytes",),
-            "client_ip": ("originalclientip",),
-            "connector": ("connectorid",),
-            "directionality": ("directionality",),
-        },
+        columns={**_EAC_SUMMARY_COLUMNS, "connector": ("connectorid",), "directionality": ("directionality",)},
     ),
     TraceFormat(
         name="eac_summary",
@@ -152,15 +157,7 @@ FORMATS: tuple[TraceFormat, ...] = (
         signature=("senderaddress", "recipientstatus"),
         any_of=(("networkmessageid", "messageid"),),
         timestamp_prefix="origintimestamp",
-        columns={
-            "message_id": ("messageid",),
-            "trace_id": ("networkmessageid",),
-            "sender": ("senderaddress",),
-            "recipient": ("recipientstatus",),
-            "subject": ("messagesubject",),
-            "size_bytes": ("totalbytes",),
-            "client_ip": ("originalclientip",),
-        },
+        columns=_EAC_SUMMARY_COLUMNS,
     ),
     TraceFormat(
         name="eac_extended",
@@ -202,9 +199,8 @@ FORMATS: tuple[TraceFormat, ...] = (
         label="Microsoft Graph message trace (list)",
         layout="summary",
         signature=("receiveddatetime", "senderaddress", "recipientaddress", "status"),
-        columns={"timestamp": ("receiveddatetime",), "message_id": ("messageid",), "trace_id": ("id",),
-                 "sender": ("senderaddress",), "recipient": ("recipientaddress",), "subject": ("subject",),
-                 "size_bytes": ("size",), "status": ("status",), "remote_ip": ("toip",), "client_ip": ("fromip",)},
+        columns={**_GRAPH_COLUMNS, "timestamp": ("receiveddatetime",), "remote_ip": ("toip",),
+                 "client_ip": ("fromip",)},
     ),
     TraceFormat(
         name="graph_messagetrace_detail",
@@ -212,9 +208,7 @@ FORMATS: tuple[TraceFormat, ...] = (
         label="Microsoft Graph message-trace details",
         layout="events",
         signature=("datetime", "event", "description", "id"),
-        columns={"timestamp": ("datetime",), "message_id": ("messageid",), "trace_id": ("id",),
-                 "sender": ("senderaddress",), "recipient": ("recipientaddress",), "subject": ("subject",),
-                 "size_bytes": ("size",), "event": ("event",), "reply": ("description",), "status": ("status",)},
+        columns={**_GRAPH_COLUMNS, "timestamp": ("datetime",), "event": ("event",), "reply": ("description",)},
     ),
 )
 
