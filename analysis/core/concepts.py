@@ -72,8 +72,7 @@ def lower_domain(domains: pd.Series) -> pd.Series:
 
 def address_domain(addresses: pd.Series) -> pd.Series:
     """The domain of each address: the part after its last @, as written (NA without an @)."""
-    text = addresses.astype(STRING)
-    return text.str.rsplit("@", n=1).str[-1].where(text.str.contains("@", regex=False))
+    return addresses.astype(STRING).str.extract(r"@([^@]*)$", expand=False)
 
 
 def site_key(recipient_domain: pd.Series, remote_host: pd.Series | None = None) -> pd.Series:

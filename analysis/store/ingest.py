@@ -79,6 +79,7 @@ from analysis.backends.store import (
     read_part,
     store_meta,
 )
+from analysis.core.columns import map_unique
 from analysis.core.concepts import address_domain, is_expiry, site_key, source_range
 from analysis.core.errors import NotATraceError, TraceLoadError
 from analysis.core.schema import EVENT_COLUMNS, STRING, conform
@@ -602,7 +603,7 @@ def _global_facts(part: pd.DataFrame) -> tuple[pd.Series, set[str], set[str], pd
     what decides whether it may be cut into slices of messages (see _sliced_sites)."""
     outbound_like = (part["event"].isin(["send", "defer"]).to_numpy(dtype=bool)
                      | part["remote_ip"].notna().to_numpy(dtype=bool))
-    senders = address_domain(part["sender"])[outbound_like].value_counts()
+    senders = map_unique(part["sender"][outbound_like], address_domain).value_counts()
     none = part["recipient_domain"].isna() & part["source_format"].eq("messagetrace_detail").fillna(False)
     traces = set(part.loc[none.to_numpy(dtype=bool), "trace_id"].dropna().unique().tolist())
     sourced = part["exo_ip"].notna().to_numpy(dtype=bool)

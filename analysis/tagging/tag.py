@@ -254,7 +254,8 @@ def _split_evidence(site: str, ranges: pd.DataFrame) -> str:
 def _retry_outcome(out: pd.DataFrame, keys: pd.DataFrame, settled: pd.Series) -> pd.Series:
     """Greylisting confirmed by a delivery on retry, or unmasked as a persistent refusal (``settled``: rows an
     earlier rule explained already)."""
-    group = [keys["message"], keys["recipient"]]
+    # one factorization of the message+recipient key for every grouping below (NA keys: no group, as groupby's)
+    group = keys.groupby(["message", "recipient"], sort=False).ngroup()
     defer = out["event"].eq("defer").to_numpy()
     fail = out["event"].eq("fail").to_numpy()
     stamp = keys["timestamp"]
