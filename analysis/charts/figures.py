@@ -178,7 +178,8 @@ def plot_trend(by_hour: pd.DataFrame, *, top: int = TOP_CAUSES) -> Figure:
 
 
 def plot_causes(causes: pd.DataFrame) -> Figure:
-    """Recipients affected per cause (horizontal bars in the cause colours), from ``summarize_causes``."""
+    """Recipients affected per cause (horizontal bars in the cause colours), from ``summarize_causes``; each bar
+    is labelled with its ``recipients`` and ``events`` (deferrals + failures), each number with its unit."""
     what = "Causes of deferrals and failures"
     rows = causes[causes["recipients"] > 0] if len(causes) else causes
     if rows.empty:
@@ -188,7 +189,7 @@ def plot_causes(causes: pd.DataFrame) -> Figure:
     labels = [str(c) for c in rows["cause"]]
     bars = ax.barh(labels, rows["recipients"], color=[_cause_color(c) for c in labels])
     for bar, (_, row) in zip(bars, rows.iterrows(), strict=True):
-        ax.annotate(f" {_counted(row['recipients'])} ({row['share']:.0%} of events)",
+        ax.annotate(f" {_counted(row['recipients'])} recipients, {_counted(row['events'])} events",
                     (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
     ax.set_xlabel("Recipients affected (message+recipient pairs)")
     ax.set_ylabel("Cause")

@@ -415,6 +415,11 @@ _STUCK_SHARE = 0.1  # IronPort messages whose retries all leave from 52.100.0.0/
 _MARKETING = (MARKETING_SENDER, _MAILBOX_SERVERS[0], "203.0.113.200")  # address, mailbox server, client IP
 
 
+def intended_messages(messages: int = DEFAULT_MESSAGES) -> dict[str, int]:
+    """Messages of each block of the story (by block name) in a story of ``messages``: what the generator intends."""
+    return {b.name: b.count if b.fixed else max(1, round(b.count * messages / DEFAULT_MESSAGES)) for b in _BLOCKS}
+
+
 def _users() -> pd.DataFrame:
     """The tenant's 120 senders: address, mailbox server, client IP, and whether the mailbox is on-prem."""
     rows = []
@@ -470,7 +475,7 @@ class _Story:
         self.domains = {c: _strings(domains[c]) for c in ("domain", "host", "host2", "ip", "ip2", "ip6")}
         users = _users()
         self.users = {c: _strings(users[c]) for c in ("address", "server", "client_ip")}
-        counts = [b.count if b.fixed else max(1, round(b.count * messages / DEFAULT_MESSAGES)) for b in _BLOCKS]
+        counts = list(intended_messages(messages).values())
         self.blocks = [*_BLOCKS, _Block("base", 0, "normal")]
         self.counts = [*counts, max(0, messages - sum(counts))]
 
@@ -1306,6 +1311,11 @@ def file_slice(events: pd.DataFrame, name: str) -> pd.DataFrame:
         if f.name == name:
             return f.select()
     raise KeyError(f"no export file named {name!r}")
+
+
+def file_rows(events: pd.DataFrame) -> dict[str, int]:
+    """Data rows (lines after the header) of each export file that :func:`write_formats` writes of ``events``."""
+    return {f.name: len(f.render(f.select())) for f in _files(events)}
 
 
 def write_formats(events: pd.DataFrame, folder: str | Path, *, formats: Sequence[str] | None = None
