@@ -17,8 +17,10 @@ from analysis.core.schema import EVENT_COLUMNS
 
 README = Path(__file__).parent.parent / "README.md"
 TRACE = "81945af2-cab7-45ad-ba23-08d8ede2715d"
-# a Defer of EXO's own (LED 450 4.4.317 wrapping the remote reply), naming the remote host three ways and EXO's server
-LED = ("[{LED=450 4.4.317 Cannot connect to remote server [Message=451 4.7.1 Try again later] "
+# a Defer of EXO's own (LED 450 4.4.317 wrapping the remote reply), naming the remote host three ways and EXO's server;
+# the remote reply (Postfix's reject_unknown_client wording) quotes the connecting EXO IP (reference/client_ips.py)
+LED = ("[{LED=450 4.4.317 Cannot connect to remote server [Message=451 4.7.1 Client host rejected: cannot find your "
+       "hostname, [40.107.130.96]] "
        "[LastAttemptedServerName=mx1.fabrikam.com] [LastAttemptedIP=203.0.113.25:25] [SmtpSecurity=-2;-2] "
        "[DM6NAM12FT012.eop-nam12.prod.protection.outlook.com 2026-11-16T15:04:05.378Z 08DB1DF24DB12D84]};{MSG=};"
        "{FQDN=mx1.fabrikam.com};{IP=203.0.113.25};{LRT=11/16/2026 3:04:05 PM}]")

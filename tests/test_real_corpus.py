@@ -41,11 +41,16 @@ def origin(url: str) -> str:
 
 
 # formats of the README's "What each export fills" table with fewer than 2 independent public files (searched:
-# GitHub code and log shippers' fixtures, Microsoft Learn, Q&A threads; MANIFEST.toml lists what was found)
+# GitHub code and log shippers' fixtures, Microsoft Learn, Q&A threads; MANIFEST.toml lists what was found).
+# Searched again (2026-12) with no further file: the EAC headers (origin_timestamp_utc / date_time_utc rows, the
+# "##Receive, ..." status lists) in code, issues and pages; Graph answers in the Graph SDKs' and SIEM connectors'
+# tests (Sekoia automation-library and intake-formats, Elastic's message-trace package and its mock server,
+# Microsoft-Extractor-Suite); the new EAC's "Date (UTC..." header. Only Microsoft's own documentation shows Graph
+# answers, and one Microsoft site does not make two independent sources.
 SHORT = {
     "eac_enhanced_summary": "one Format-List record of one row (tostka/verb-EXO); no second public file found",
     "eac_summary": "no public EAC summary report found",
-    "eac_extended": "no public EAC extended report found (only its header, in tostka/verb-EXO)",
+    "eac_extended": "one Format-List record of one row (tostka/verb-EXO, the same origin as the enhanced summary's)",
     "new_eac": "no public export of the new EAC message trace found; its header is not documented",
     "graph_messagetrace": "only Microsoft's documented answer (learn.microsoft.com); no tenant's answer found",
     "graph_messagetrace_detail": "only Microsoft's documented answer (learn.microsoft.com); no tenant's answer found",
@@ -194,16 +199,36 @@ def test_powershell_remoting_header_polim0rf():
 
 # ---------------------------------------------------------------- EAC historical search reports
 
-def test_enhanced_summary_record_tostka(tmp_path: Path):
-    record = dict(line.split(" : ", 1) for line in excerpt("eac_enhanced_summary_tostka_record.txt").splitlines())
-    record = {name.strip(): value for name, value in record.items()}
+def format_list_record(name: str) -> dict[str, str]:
+    """A PowerShell Format-List record (``name : value``; a wrapped value goes on in indented lines, joined here
+    with one space) as a dict, in the record's order."""
+    record: dict[str, str] = {}
+    field = ""
+    for line in excerpt(name).splitlines():
+        if line[:1].isspace():
+            record[field] += " " + line.strip()
+        else:
+            field, _, value = line.partition(":")
+            field = field.strip()
+            record[field] = value.strip()
+    return record
+
+
+def report_csv(tmp_path: Path, name: str) -> Path:
+    """The Format-List record ``name`` written back as a one-row report CSV (values verbatim), UTF-16 with a BOM as
+    the EAC's downloaded reports are."""
+    record = format_list_record(name)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(record), lineterminator="\r\n")
     writer.writeheader()
     writer.writerow(record)
-    path = tmp_path / "enhanced.csv"
-    path.write_text(out.getvalue(), encoding="utf-16")  # downloaded reports are UTF-16LE with a BOM
-    events, report = load_trace(path, with_report=True)
+    path = tmp_path / "report.csv"
+    path.write_text(out.getvalue(), encoding="utf-16")
+    return path
+
+
+def test_enhanced_summary_record_tostka(tmp_path: Path):
+    events, report = load_trace(report_csv(tmp_path, "eac_enhanced_summary_tostka_record.txt"), with_report=True)
     assert report.files[0].format == "eac_enhanced_summary" and report.files[0].unknown_values == []
     # two recipient entries: Receive, Deliver and Receive, Fail (the second a quoted display-name form)
     assert list(events["event"]) == ["receive", "deliver", "receive", "fail"]
@@ -212,6 +237,25 @@ def test_enhanced_summary_record_tostka(tmp_path: Path):
     assert set(events["timestamp"]) == {pd.Timestamp("2021-03-23 10:00:09.3284899", tz="UTC")}
     assert set(events["trace_id"]) == {"81945af2-cab7-45ad-ba23-08d8ede2715d"}
     assert set(events["connector"]) == {"To_DefaultOpportunisticTLS"} and set(events["size_bytes"]) == {49790}
+
+
+def test_extended_report_record_tostka(tmp_path: Path):
+    record = format_list_record("eac_extended_tostka_record.txt")
+    assert len(record) == 27 and list(record)[:2] == ["date_time_utc", "client_ip"]  # the 27 extended columns
+    events, report = load_trace(report_csv(tmp_path, "eac_extended_tostka_record.txt"), with_report=True)
+    (file,) = report.files
+    assert (file.format, file.rows_read, file.rows_loaded, file.unknown_values) == ("eac_extended", 1, 1, [])
+    row = events.iloc[0]
+    # event_id DELIVER (source STOREDRIVER): the mailbox delivery of recip@domain.com, 89464 bytes
+    assert (row["event"], row["status"]) == ("deliver", "delivered")
+    assert (row["sender"], row["recipient"], row["size_bytes"]) == ("sender@domain.com", "recip@domain.com", 89464)
+    assert row["timestamp"] == pd.Timestamp("2021-11-23 19:49:37.605", tz="UTC")
+    assert row["trace_id"] == "f955f718-d5ff-40a7-137f-08d9aeba6116"
+    assert row["message_id"] == "<CH0PR04MB8114A61AF981D65F07EA6A0C8B609@CH0PR04MB8114.namprd04.prod.outlook.com>"
+    assert row["subject"] == "SENDER Last Day Details - List" and row["client_ip"] == "192.168.1.251"
+    # a DELIVER is no outbound attempt: the Exchange Online hosts of the row (client_hostname / server_hostname)
+    # are not the attempt's exo_host, and there is no remote host
+    assert pd.isna(row["exo_host"]) and pd.isna(row["remote_host"]) and pd.isna(row["reply"])
 
 
 # ---------------------------------------------------------------- Get-MessageTraceDetail Detail texts

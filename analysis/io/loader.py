@@ -51,6 +51,7 @@ from analysis.io.formats import (
 from analysis.io.inputs import TRACE_SUFFIXES, PathLike, expand_paths, is_trace_like, not_trace_like
 from analysis.io.report import FileReport, LoadReport
 from analysis.io.tracking import explode_tracking, parse_tracking_log
+from analysis.reference.client_ips import client_ips
 from analysis.reference.replies import parse_replies
 
 Progress = Callable[[int, int, str], None]
@@ -439,7 +440,9 @@ def _parse_replies(events: pd.DataFrame) -> pd.DataFrame:
                                                      "remote_ip", "exo_host"))
     for column in ("smtp_code", "enhanced_code", "remote_reply"):
         events[column] = parsed[column]
-    for column in ("remote_host", "remote_ip", "exo_host"):
+    # the Exchange Online source IP where the remote reply quotes the client it refused (never overwrites the export)
+    parsed["exo_ip"] = client_ips(events["reply"])
+    for column in ("remote_host", "remote_ip", "exo_host", "exo_ip"):
         if column in events:
             events[column] = events[column].astype(STRING).fillna(parsed[column])
         else:
