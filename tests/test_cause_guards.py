@@ -39,8 +39,19 @@ INNER_FULL = "452 4.2.2 <u@example.org>: Mailbox full"
         ("stat=Deferred: 452 4.2.2 <u@example.org>: Mailbox full", INNER_FULL),
         # qmail-remote
         ("Remote host said: 452 4.2.2 <u@example.org>: Mailbox full", INNER_FULL),
+        # qmail-send's bounce: "Giving up on <ip>." and its expiry sentence follow the reply and are not part of it
+        ("192.0.2.20 does not like recipient. Remote host said: 452 4.2.2 <u@example.org>: Mailbox full "
+         "Giving up on 192.0.2.20. I'm not going to try again; this message has been in the queue too long.",
+         INNER_FULL),
+        # Exim's bounce after the retry time: ": retry timeout exceeded" follows the reply
+        ("SMTP error from remote mail server after RCPT TO:<u@example.org>: 452 4.2.2 <u@example.org>: Mailbox full: "
+         "retry timeout exceeded", INNER_FULL),
+        # United Internet (1&1, GMX, web.de) bounces
+        ("SMTP error from remote server for RCPT TO command, host: mx.example.org (192.0.2.20) reason: "
+         "452 4.2.2 <u@example.org>: Mailbox full", INNER_FULL),
     ],
-    ids=["exchange-online", "amazon-ses", "postfix", "exim", "sendmail", "qmail"],
+    ids=["exchange-online", "amazon-ses", "postfix", "exim", "sendmail", "qmail", "qmail-send", "exim-retry",
+         "united-internet"],
 )
 def test_the_innermost_reply_decides(wrapped: str, inner: str) -> None:
     assert parse_replies([wrapped])["remote_reply"].iloc[0] == inner
@@ -99,6 +110,9 @@ def test_guards_against_loose_matches(reply: str, cause: str) -> None:
         ("552 xq", "mailbox_full", "class"),
         ("554 xq", "gateway_block", "class"),
         ("451 xq", "recipient_server_down", "class"),
+        ("501 xq", "content_rejected", "class"),  # RFC 5321 syntax errors: the sender's protocol
+        ("530 xq", "routing_config", "class"),  # RFC 4954: authentication required (not an MX for this mail)
+        ("556 xq", "dns_failure", "class"),  # RFC 7504: the domain does not accept mail (null MX)
         ("the remote end went away", "unknown", "none"),  # neither a code nor a word
         ("", "unknown", "none"),
         ("550 5.7.1 Message rejected as spam", "content_rejected", "text"),

@@ -69,16 +69,22 @@ _PAREN = re.compile(r"(?:expired\b[^(\[\]\n]{0,300}|\])\((?P<v>.*)", re.S | re.I
 _ARROW = re.compile(r"\A.* -> (?P<v>[245]\d\d[ -][\s\S]*)", re.S)
 # on-prem Exchange: `451 4.4.0 Primary target IP address responded with: "421 4.4.2 ..." Attempted ...`
 _RESPONDED = re.compile(r"responded with:? ?[\"“](?P<v>.*)", re.S | re.I)
-_IN_REPLY_TO = re.compile(r"\s*\(in reply to [^()]{0,40}\)[\s\S]*\Z|'\s*(?:\([^()]{0,80}\)\s*)?\Z")
+# what a wrapper appends after the reply it quotes: Postfix `(in reply to RCPT TO command)`, a closing quote,
+# qmail-send's `Giving up on 192.0.2.1.` (and the expiry sentence after it), Exim's `: retry timeout exceeded`
+_IN_REPLY_TO = re.compile(
+    r"\s*\(in reply to [^()]{0,40}\)[\s\S]*\Z|'\s*(?:\([^()]{0,80}\)\s*)?\Z|\sGiving up on \S[\s\S]*\Z"
+    r"|:\s?retry timeout exceeded\s*\Z"
+)
 _AFTER_LAST_DQUOTE = re.compile(r"[\"”][^\"”]*\Z")
 _AFTER_LAST_QUOTE = re.compile(r"'[^']*\Z")
 _AFTER_LAST_PAREN = re.compile(r"\)[^)]*\Z")
 # Other MTAs' wrappers (Postfix `host X said: 550 ...`, Exim `SMTP error from remote mail server after RCPT
-# TO:<a@b>: 550 ...`, Sendmail `Deferred: 451 ...`, qmail `Remote host said: 550 ...`, Amazon SES `5.1.0 - Unknown
+# TO:<a@b>: 550 ...` and United Internet's `SMTP error from remote server for RCPT TO command, host: H reason:
+# 552 ...`, Sendmail `Deferred: 451 ...`, qmail `Remote host said: 550 ...`, Amazon SES `5.1.0 - Unknown
 # address error 550-'5.2.2 ...'`): the text after the LAST marker that is followed by a reply code (\A + greedy
 # prefix: one anchored attempt; the Exim marker's command part is bounded).
 _WRAPPED = re.compile(
-    r"\A.*(?:\bsaid:|SMTP error from remote mail server after [^\n]{0,300}?:|\bDeferred:|"
+    r"\A.*(?:\bsaid:|SMTP error from remote (?:mail )?server (?:after|for) [^\n]{0,300}?:|\bDeferred:|"
     r"Unknown address error [245]\d\d-')\s{0,4}(?P<v>[245]\d\d[ -][\s\S]*|[245]\.\d{1,3}\.\d{1,3}[\s\S]*)",
     re.S | re.I,
 )
@@ -152,7 +158,7 @@ _NEEDLES: dict[re.Pattern[str], tuple[str, ...]] = {
     _ENDPOINT: ("last endpoint attempted was ",), _LED: ("{LED=",), _MESSAGE: ("[Message=",),
     _LAST_NAME: ("[LastAttemptedServerName=",), _LAST_IP: ("[LastAttemptedIP=",),
     _PROXY_IP: ("OutboundProxyTargetIP:",), _PROXY_HOST: ("OutboundProxyTargetHostName:",), _ARROW: (" -> ",),
-    _WRAPPED: ("said:", "smtp error from remote mail server after", "deferred:", "unknown address error"),
+    _WRAPPED: ("said:", "smtp error from remote ", "deferred:", "unknown address error"),
 }
 
 
