@@ -35,8 +35,7 @@ import netaddr
 import numpy as np
 import pandas as pd
 
-from analysis.backends import rows as dask_rows
-from analysis.backends.dask import is_dask
+from analysis.backends.operations import columns_of, rows_of
 from analysis.core.errors import AllowListError
 from analysis.core.schema import STRING
 from analysis.reference.endpoints import CidrIndex, Endpoints, parse_ips
@@ -577,17 +576,15 @@ class AllowListAudit:
         """Deferred/failed messages of the tagged trace sent from a missing range (None without a trace)."""
         if self._tagged is None:
             return None
-        events = self._tagged
-        absent = {"exo_ip", "event", "message_id", "recipient"} - set(events.columns)
+        present = set(columns_of(self._tagged).columns)
+        absent = {"exo_ip", "event", "message_id", "recipient"} - present
         if absent:
             raise AllowListError(f"the tagged trace lacks column(s) {', '.join(sorted(absent))}")
         columns = {"message_id": STRING, "recipient": STRING, "recipient_domain": STRING, "remote_host": STRING,
                    "deferrals": "Int64", "failures": "Int64", "exo_ips": STRING, "missing_ranges": STRING}
-        if is_dask(events):  # a Dask DataFrame or a store: its deferrals and failures, computed on the cluster
-            needed = [c for c in ("exo_ip", "event", "message_id", "recipient", "recipient_domain", "remote_host")
-                      if c in events.columns]
-            events = dask_rows.first_rows(events, None, _deferred_or_failed, columns=needed)[0]
-        events = _deferred_or_failed(events)
+        needed = [c for c in ("exo_ip", "event", "message_id", "recipient", "recipient_domain", "remote_host")
+                  if c in present]
+        events = rows_of(self._tagged, needed, _deferred_or_failed)  # on Dask: only these rows and columns come back
         if not self.missing_set.size or not len(events):
             return _frame([], columns)
         index = CidrIndex((c, str(c)) for c in self.missing_set.iter_cidrs())

@@ -3,7 +3,8 @@
 The views filter, page and drill into events; on pandas that is indexing. On Dask every function here runs a
 pandas step on each partition (partitions hold whole sites, see :mod:`analysis.backends.dask`, so whatever works
 per message+recipient or per domain is exact) and brings back only what a person can look at: the first rows
-that match, counts, distinct values.
+that match and how many there are. Counts and distinct values of either backend are in
+:mod:`analysis.backends.operations`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,7 @@ import pandas as pd
 
 from analysis.backends import dask as engine
 
-__all__ = ["columns_of", "count", "distinct", "distinct_values", "first_rows"]
-
-
-def count(data: Any) -> int:
-    """The number of rows (one pass over the smallest column)."""
-    ddf = engine.site_partitioned(data, columns=[engine.SEQ])
-    return int(ddf.map_partitions(len).sum().compute())
+__all__ = ["columns_of", "first_rows"]
 
 
 def columns_of(data: Any) -> pd.DataFrame:
@@ -49,24 +44,3 @@ def _first_of_part(part: pd.DataFrame, limit: int | None, select: Callable[..., 
     chosen = part if select is None else select(part, *args)
     return (chosen if limit is None else chosen.head(limit)), len(chosen)
 
-
-def distinct(data: Any, values: Callable[[pd.DataFrame], pd.Series]) -> set[Any]:
-    """The distinct ``values(partition)`` over all partitions (say, the message keys of a selection)."""
-    return set().union(*engine.map_sites(data, _distinct_of_part, values))
-
-
-def distinct_values(data: Any, columns: list[str]) -> dict[str, set[Any]]:
-    """Per column, its distinct values (NA left out) over all partitions, in one pass."""
-    found: dict[str, set[Any]] = {c: set() for c in columns}
-    for part in engine.map_sites(data, _distinct_columns, columns, columns=columns):
-        for column, values in part.items():
-            found[column] |= values
-    return found
-
-
-def _distinct_columns(part: pd.DataFrame, columns: list[str]) -> dict[str, set[Any]]:
-    return {column: set(part[column].dropna().unique()) for column in columns}
-
-
-def _distinct_of_part(part: pd.DataFrame, values: Callable[[pd.DataFrame], pd.Series]) -> set[Any]:
-    return set(values(part).dropna().unique())

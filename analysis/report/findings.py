@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.backends.dask import is_dask
+from analysis.backends.operations import columns_of, rows_of
 from analysis.core.schema import STRING
 from analysis.reference.causes import default_rules
 from analysis.summaries.tables import headline, message_timelines, summarize_causes, summarize_domains
@@ -81,13 +81,18 @@ LOW_CONFIDENCE = ("class", "none")  # cause_confidence (docs/design.md): only th
 
 def _low_confidence(tagged: Any, names: list[str]) -> list[int]:
     """Per cause: its outbound deferral and failure events whose cause only the code class (or nothing) decided;
-    zeros when the trace has no ``cause_confidence`` (or is on Dask)."""
-    if is_dask(tagged) or "cause_confidence" not in tagged.columns:
+    zeros when the trace has no ``cause_confidence``."""
+    if "cause_confidence" not in columns_of(tagged).columns:
         return [0] * len(names)
-    hit = (tagged["event"].astype(STRING).isin(["defer", "fail"]) & tagged["direction"].astype(STRING).eq("outbound")
-           & tagged["cause_confidence"].astype(STRING).isin(LOW_CONFIDENCE)).fillna(False).to_numpy(dtype=bool)
-    counts = tagged.loc[hit, "cause"].astype(STRING).value_counts()
+    rows = rows_of(tagged, ["event", "direction", "cause_confidence", "cause"], _low_confidence_rows)
+    counts = rows["cause"].astype(STRING).value_counts()
     return [int(counts.get(name, 0)) for name in names]
+
+
+def _low_confidence_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    hit = (rows["event"].astype(STRING).isin(["defer", "fail"]) & rows["direction"].astype(STRING).eq("outbound")
+           & rows["cause_confidence"].astype(STRING).isin(LOW_CONFIDENCE)).fillna(False).to_numpy(dtype=bool)
+    return rows[hit]
 
 
 def remedy_table(tagged: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.backends.dask import is_dask
+from analysis.backends.operations import rows_of
 
 __all__ = ["ENDPOINTS_STALE_DAYS", "endpoints_note", "file_labels", "input_problems", "load_table",
            "other_domains", "problems_html", "scope_leaks"]
@@ -25,9 +25,7 @@ ENDPOINTS_STALE_DAYS = 30  # endpoint data older than the trace by more than thi
 
 def _dates(events: Any) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
     """First and last timestamp per source file."""
-    frame = events[["source_file", "timestamp"]]
-    if is_dask(frame):
-        frame = frame.compute()
+    frame = rows_of(events, ["source_file", "timestamp"])
     if frame.empty:
         return {}
     spans = frame.groupby(frame["source_file"].astype(str), observed=True, sort=False)["timestamp"].agg(["min", "max"])
@@ -143,9 +141,7 @@ def endpoints_note(endpoints: Any, trace_end: Any) -> tuple[str, bool]:
 def other_domains(tagged: Any, partners: Iterable[str]) -> set[str]:
     """The recipient domains of the input other than ``partners`` and the tenant's own (the senders of outbound
     mail): what a report for ``partners`` must not show."""
-    frame = tagged[["recipient_domain", "sender", "direction"]]
-    if is_dask(frame):
-        frame = frame.compute()
+    frame = rows_of(tagged, ["recipient_domain", "sender", "direction"])
     domains = set(frame["recipient_domain"].astype("string").dropna().str.lower())
     outbound = frame["direction"].astype("string").eq("outbound").fillna(False).to_numpy(dtype=bool)
     senders = set(frame["sender"][outbound].astype("string").dropna().str.lower().str.rpartition("@")[2])

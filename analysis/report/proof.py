@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.audit.allowlist import MARK, AllowListAudit, audit_allowlist
-from analysis.backends.dask import is_dask
+from analysis.backends.operations import each_partition, rows_of, unused_categories_removed
 from analysis.charts.figures import plot_source_ranges
 from analysis.reference.endpoints import Endpoints
 from analysis.report.findings import cause_label, findings
@@ -81,12 +81,12 @@ def domain_rows(tagged: Any, domains: list[str] | tuple[str, ...] | set[str]) ->
     """The rows of ``tagged`` (pandas or Dask) whose recipient domain is one of ``domains`` (case-insensitive);
     on pandas, categorical columns keep only the categories these rows use."""
     wanted = sorted({d.strip().lower() for d in domains})
-    rows = tagged[tagged["recipient_domain"].astype("string").str.lower().isin(wanted).fillna(False)]
-    if is_dask(rows):
-        return rows
     # categories of other rows would still name other domains (and their files) in a written table
-    return rows.assign(**{c: rows[c].cat.remove_unused_categories() for c in rows.columns
-                          if isinstance(rows[c].dtype, pd.CategoricalDtype)})
+    return unused_categories_removed(each_partition(tagged, _of_domains, wanted))
+
+
+def _of_domains(rows: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:
+    return rows[rows["recipient_domain"].astype("string").str.lower().isin(wanted).fillna(False).to_numpy(dtype=bool)]
 
 
 def _published_smtp(endpoints: Any) -> list[str]:
@@ -106,8 +106,6 @@ def refusal_proofs(tagged: Any, endpoints: Any = None, *, audit: AllowListAudit 
     if endpoints is None:
         endpoints = Endpoints.bundled()
     domains = summarize_domains(tagged)
-    if is_dask(domains):
-        domains = domains.compute()
     domains = domains[domains["impact"] > 0].head(candidates)
     published = _published_smtp(endpoints)
     proofs = []
@@ -202,8 +200,6 @@ def triage(tagged: Any, endpoints: Any = None) -> dict[str, list[str]]:
              f"are in {NOTEBOOK_STEPS['proof']}; then send {NOTEBOOK_STEPS['report'].format(domain=p.domain)}."
              for p in proofs]
     domains = summarize_domains(tagged)
-    if is_dask(domains):
-        domains = domains.compute()
     proven = {p.domain for p in proofs}
     others = domains[(domains["impact"] > 0) & ~domains["recipient_domain"].astype(str).isin(proven)].head(3)
     steps += [f"{d.recipient_domain}: mostly {cause_label(d.dominant_cause)} - see {NOTEBOOK_STEPS['causes']}."
@@ -254,19 +250,11 @@ def telling_messages(tagged: Any, endpoints: Any = None) -> list[str]:
     """The message+recipient keys (:func:`analysis.summaries.selections.message_keys`) deferred from one source
     range and delivered from another - the journey that shows the mechanism - gateway refusals first, then the
     most deferred."""
-    if is_dask(tagged):  # only the attempts with a source IP, and only the columns needed, come back
-        if not hasattr(tagged, "__dask_graph__"):
-            return []
-        needed = tagged[["trace_id", "message_id", "recipient", "exo_ip", "event", "cause"]]
-        attempts = ~needed["exo_ip"].isna() & needed["event"].astype("string").isin(["defer", *DELIVERED_EVENTS])
-        return telling_messages(needed[attempts].compute(), endpoints)
-    event = tagged["event"].astype("string")
-    chosen = (tagged["exo_ip"].notna() & event.isin(["defer", *DELIVERED_EVENTS])).fillna(False).to_numpy(dtype=bool)
-    rows = tagged[chosen]
+    rows = rows_of(tagged, ["trace_id", "message_id", "recipient", "exo_ip", "event", "cause"], _attempts)
     if rows.empty:
         return []
     frame = pd.DataFrame({"key": message_keys(rows).to_numpy(), "range": source_ranges(rows["exo_ip"], endpoints),
-                          "deferred": event[chosen].eq("defer").to_numpy(),
+                          "deferred": rows["event"].astype("string").eq("defer").to_numpy(),
                           "blocked": rows["cause"].astype("string").eq(GATEWAY_BLOCK).fillna(False).to_numpy()},
                          index=rows.index)
     # gateway refusals first (the mechanism this kit is about), then the most deferred
@@ -278,3 +266,9 @@ def telling_messages(tagged: Any, endpoints: Any = None) -> list[str]:
     ranked = deferrals.reindex(keys).rename_axis("key").reset_index()  # ties by key: the same on any engine
     ranked = ranked.sort_values(["blocked", "deferrals", "key"], ascending=[False, False, True], kind="stable")
     return ranked["key"].tolist()
+
+
+def _attempts(rows: pd.DataFrame) -> pd.DataFrame:
+    """The delivery attempts with a source IP: deferrals and deliveries."""
+    event = rows["event"].astype("string")
+    return rows[(rows["exo_ip"].notna() & event.isin(["defer", *DELIVERED_EVENTS])).fillna(False).to_numpy(dtype=bool)]

@@ -38,8 +38,7 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 import pyarrow.compute as pc
 
-from analysis.backends import dask as engine
-from analysis.backends import rows as dask_rows
+from analysis.backends.operations import columns_of, distinct_values, each_partition
 from analysis.core.columns import map_unique, to_arrow
 
 __all__ = ["MIN_BARE_LOCAL", "MIN_LEAK_SUBJECT", "Redactor", "redact"]
@@ -247,15 +246,12 @@ def redact(events: pd.DataFrame, *, secret: bytes | str | None = None,
     domains, hosts and subjects of every partition first, then redacts each partition (lazily) with the same
     pseudonyms as for the whole table at once."""
     redactor = Redactor(secret, redact_domains=redact_domains)
-    if not engine.is_dask(events):
-        redactor.learn(events)
-        return redactor.frame(events), redactor
-    ddf = engine.site_partitioned(events)
-    learned = [*_address_columns(ddf._meta), *(c for c in _LEARNED if c in ddf.columns)]
-    for column, values in dask_rows.distinct_values(ddf, learned).items():
+    empty = columns_of(events)
+    learned = [*_address_columns(empty), *(c for c in _LEARNED if c in empty.columns)]
+    for column, values in distinct_values(events, learned).items():
         redactor.learn(pd.DataFrame({column: pd.array(sorted(values), dtype="string")}))
-    meta = redactor.frame(ddf._meta)
-    return engine.transform_sites(ddf, _redacted_part, redactor, meta, meta=meta), redactor
+    meta = redactor.frame(empty)
+    return each_partition(events, _redacted_part, redactor, meta, meta=meta), redactor
 
 
 def _redacted_part(part: pd.DataFrame, redactor: Redactor, meta: pd.DataFrame) -> pd.DataFrame:

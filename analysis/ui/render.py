@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from analysis.backends.dask import is_dask, time_span
+from analysis.backends.operations import time_span
 from analysis.core.concepts import as_utc
 from analysis.core.schema import STRING
 from analysis.summaries.selections import (
@@ -83,9 +83,7 @@ def page_rows(frame: pd.DataFrame, page: int, size: int) -> pd.DataFrame:
 
 def time_steps(timestamps: pd.Series) -> list[pd.Timestamp]:
     """Slider stops covering ``timestamps``: every hour (every day for traces longer than a month)."""
-    if is_dask(timestamps):  # a Dask column: only its first and last time matter
-        timestamps = pd.Series(time_span(timestamps.to_frame()))
-    stamps = pd.to_datetime(timestamps, utc=True).dropna()
+    stamps = pd.to_datetime(pd.Series(time_span(timestamps.to_frame(name="timestamp"))), utc=True).dropna()
     if stamps.empty:
         return []
     freq = "h" if stamps.max() - stamps.min() <= HOURLY_SPAN else "D"
