@@ -18,6 +18,7 @@ from analysis.ui import (
     Drilldown,
     FilePicker,
     JourneyView,
+    PullPanel,
     RemedyChecklist,
     TableView,
     TimeRange,
@@ -25,7 +26,7 @@ from analysis.ui import (
     forget,
     headless,
 )
-from analysis.ui.core import ResetChoices, recall, remember, table_html
+from analysis.ui.core import ResetChoices, TimeZoneChoice, for_display, recall, remember, table_html
 from analysis.ui.render import filter_rows, page_rows, select_messages, sort_rows, time_steps
 
 SCRIPT = "<script>alert(1)</script>"
@@ -560,3 +561,109 @@ def test_window_chart_follows_the_slider_with_its_table(tagged, tmp_path, monkey
     assert f"{len(view.frame):,} events" in view.caption.value
     assert set(table.data["recipient_domain"]) == set(view.frame["recipient_domain"].astype(str))
     assert "image/svg+xml" in view.downloads.value and sorted(p.suffix for p in (tmp_path / "exports").iterdir())
+
+
+def no_running_loop():
+    raise RuntimeError("no running event loop")
+
+
+def test_loading_other_files_marks_the_views_below_out_of_date(tmp_path, tagged, monkeypatch):
+    from analysis import tag
+    from analysis.charts import plot_top_domains
+    from analysis.summaries.tables import summarize_domains
+
+    copies: list[str] = []
+    updated: dict[int, str] = {}  # display handle -> its last content
+
+    class Handle:
+        def update(self, item):
+            copies.append(item.data)
+            updated[id(self)] = item.data
+
+    monkeypatch.setenv("EXO_DEFERRALS_STATIC", "0")  # live: someone sees the widgets
+    monkeypatch.chdir(tmp_path)  # the chart downloads go to ./exports
+    monkeypatch.setattr(core, "display", lambda item, display_id=False: Handle() if display_id else None)
+    monkeypatch.setattr(core.asyncio, "get_running_loop", no_running_loop)
+    above = TableView(tagged, name=None)  # a cell above the picker: not fed by it
+    above._ipython_display_()
+    files = FilePicker(str(ps51_trace(tmp_path / "first.csv", rows=3)), name=None, load=False)
+    files._ipython_display_()
+    files.load()
+    events = TableView(files.events, title="All events", name=None)
+    window = TimeRange(files.events, name=None)
+    pull = PullPanel(files, name=None)  # feeds the picker: never out of date
+    for view in (events, window, pull):
+        view._ipython_display_()
+    domains = summarize_domains(tag(files.events))
+    core.show_table(domains)  # a table and a chart a cell below shows, static
+    core.show_chart(plot_top_domains(domains))
+    table, chart = core.shown_after(pull)
+    assert events.out_of_date is None and window.out_of_date is None and table.out_of_date is None
+
+    files.paths = str(ps51_trace(tmp_path / "second.csv", rows=5))
+    assert len(files.load()) == 5
+    for view in (events, window):
+        assert view.out_of_date.startswith("Out of date: this shows the files loaded before (3 events from ")
+        assert "first.csv" in view.out_of_date and "Run the steps below again" in view.out_of_date
+        banner = view.widget.children[0]
+        assert "exo-out-of-date" in banner._dom_classes and "Out of date" in banner.value
+    assert "Out of date" in copies[-1]  # the saved copy says so too
+    for static in (table, chart):  # shown again with the banner above the same content
+        assert static.out_of_date == events.out_of_date
+        shown = updated[id(static.handle)]
+        assert shown.startswith('<div class="exo-out-of-date">') and "first.csv" in shown
+    assert "tailspintoys.com" in updated[id(table.handle)] and "data:image/png;base64," in updated[id(chart.handle)]
+    assert above.out_of_date is None and pull.out_of_date is None and files.out_of_date is None
+    children = len(events.widget.children)
+    files.load()  # once more: still one banner, now naming the second files
+    assert len(events.widget.children) == children and "5 events from" in events.out_of_date
+
+    monkeypatch.setenv("SERVER_SOFTWARE", "voila/0.5.13")  # in the app no cell can be run again: it says so
+    core.show_html("<p>what is wrong</p>")  # and a block it shows is a widget (Voila applies no display update)
+    block = core.shown_after(pull)[-1]
+    assert block.handle is None and block.live.value == "<p>what is wrong</p>"
+    files.load()
+    assert "this app cannot run the steps again" in events.out_of_date
+    assert block.live.value.startswith('<div class="exo-out-of-date">') and "<p>what is wrong</p>" in block.live.value
+
+
+def test_for_display_shows_times_in_the_chosen_zone():
+    frame = pd.DataFrame({"aware": pd.to_datetime(["2026-11-16 08:00", "2026-07-01 12:30"], utc=True),
+                          "naive": pd.to_datetime(["2026-11-16 08:00", None])})  # naive times are UTC
+    assert for_display(frame)["aware"].tolist() == ["2026-11-16 08:00:00", "2026-07-01 12:30:00"]
+    shown = for_display(frame, tz="America/New_York")  # EST in November, EDT in July (IANA tz database)
+    assert shown["aware"].tolist() == ["2026-11-16 03:00:00 EST", "2026-07-01 08:30:00 EDT"]
+    assert shown["naive"].tolist() == ["2026-11-16 03:00:00 EST", ""]
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
+        for_display(frame, tz="Mars/Olympus")
+
+
+def test_time_zone_choice_moves_every_table_and_window(tagged, tmp_path, monkeypatch):
+    from analysis.charts import plot_top_domains
+    from analysis.summaries.tables import summarize_domains
+    from analysis.ui.views import WindowChart
+
+    monkeypatch.chdir(tmp_path)  # the chart downloads go to ./exports
+    window = TimeRange(tagged, name=None)
+    table = TableView(tagged[["timestamp", "recipient"]], name=None, sort_by="timestamp", page_size=1)
+    chart = WindowChart(window, tagged, lambda frame: plot_top_domains(summarize_domains(frame)))
+    journey = JourneyView(tagged, name=None)
+    assert '<td><span style="white-space:nowrap">2026-11-16 08:00:00</span></td>' in table.table.value
+    assert "UTC" in chart.caption.value
+    start = window.start
+    choice = TimeZoneChoice(name=None)
+    try:
+        assert choice.zone == "UTC"  # the default
+        choice.zone = "Europe/Berlin"  # CET, UTC+1 in November
+        assert choice.zone == core.display_zone() == "Europe/Berlin" and choice.error is None
+        assert '<td><span style="white-space:nowrap">2026-11-16 09:00:00 CET</span></td>' in table.table.value
+        assert window.slider.description == "Time (Europe/Berlin)" and window.slider.label[0] == "2026-11-16 09:00"
+        assert window.start == start  # relabelled, not moved
+        assert chart.caption.value.count("Europe/Berlin") == 1 and "Window 2026-11-16 09:00 to " in chart.caption.value
+        assert "Europe/Berlin" in journey.caption.value and " CET</span></td>" in journey.events.value
+        choice.zone = "Mars/Olympus"  # not a zone: one line, and the zone stays
+        assert choice.error.startswith("unknown time zone 'Mars/Olympus'") and choice.zone == "Europe/Berlin"
+        assert "times stay in Europe/Berlin" in choice.note.value
+    finally:
+        core.set_display_zone("UTC")
+    assert '<td><span style="white-space:nowrap">2026-11-16 08:00:00</span></td>' in table.table.value

@@ -36,7 +36,8 @@ EXIT_CODES = {
 }
 
 # optional dependency (top-level module) -> the extra that installs it
-EXTRAS = {"dask": "dask", "distributed": "dask", "msal": "graph", "cryptography": "graph", "playwright": "browser"}
+EXTRAS = {"dask": "dask", "distributed": "dask", "msal": "graph", "cryptography": "graph", "playwright": "browser",
+          "voila": "app"}
 
 
 def exit_codes_text() -> str:

@@ -21,7 +21,9 @@ import io
 import os
 import platform
 import re
-from collections.abc import Iterable
+import weakref
+import zoneinfo
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,16 +105,93 @@ def saved_copy_html(items: Iterable[Any]) -> str:
     """The :meth:`View.static` items as one HTML block (charts as embedded PNG) that a saved notebook keeps in
     place of a live widget: hidden while the widget above it is alive, shown when the notebook reopens without
     a kernel (where the widget itself can only say "model not found")."""
-    parts = []
-    for item in items:
-        if isinstance(item, Image):
-            data = base64.b64encode(item.data).decode("ascii")
-            parts.append(f'<img alt="chart" style="max-width:100%" src="data:image/png;base64,{data}">')
-        else:
-            parts.append(item.data)
+    parts = [item_html(item) for item in items]
     note = message_html("Saved copy of the widget above as it was last shown; run the notebook to use it live.",
                         "info")
     return f'{SAVED_COPY_STYLE}<div class="exo-saved-copy">{note}{"".join(parts)}</div>'
+
+
+def app_mode() -> bool:
+    """True in a Voila app: no cell can be run again there."""
+    return os.environ.get("SERVER_SOFTWARE", "").startswith("voila")
+
+
+OUT_OF_DATE_CLASS = "exo-out-of-date"
+
+
+def out_of_date_text(before: str) -> str:
+    """What a view fed by the files loaded before says once other files are loaded."""
+    if app_mode():
+        return (f"Out of date: this shows the files loaded before ({before}); this app cannot run the steps "
+                "again. Open the notebook in JupyterLab (exo-deferrals lab) to see the files loaded now.")
+    return (f"Out of date: this shows the files loaded before ({before}). Run the steps below again "
+            "(Run ▸ Run Selected Cell and All Below) to see the files loaded now.")
+
+
+# what was shown live in this kernel, in order: views (held weakly) and ShownOutput blocks (the last SHOWN_LIMIT)
+_SHOWN: list[Callable[[], Any]] = []
+SHOWN_LIMIT = 500
+
+
+def _register(ref: Callable[[], Any]) -> None:
+    _SHOWN.append(ref)
+    del _SHOWN[:-SHOWN_LIMIT]
+
+
+def shown_after(view: View) -> list[Any]:
+    """The views and :class:`ShownOutput` blocks still alive that were shown after ``view`` (the cells below it,
+    once run); each has ``mark_out_of_date(text)``."""
+    _SHOWN[:] = [ref for ref in _SHOWN if ref() is not None]
+    items = [ref() for ref in _SHOWN]
+    position = next((n for n, item in enumerate(items) if item is view), None)
+    return [] if position is None else items[position + 1:]
+
+
+def out_of_date_html(text: str) -> str:
+    return f'<div class="{OUT_OF_DATE_CLASS}">{message_html(text, "warning")}</div>'
+
+
+def item_html(item: Any) -> str:
+    """An IPython HTML or PNG Image display object as HTML (the image embedded)."""
+    if isinstance(item, Image):
+        data = base64.b64encode(item.data).decode("ascii")
+        return f'<img alt="chart" style="max-width:100%" src="data:image/png;base64,{data}">'
+    return item.data
+
+
+class ShownOutput:
+    """A table, chart or HTML block shown by :func:`show_table`, :func:`show_chart` or :func:`show_html` while
+    someone watches. Like a view it can be marked out of date: its output then shows a banner above the same
+    content (``out_of_date``: the banner's text, or None). In a notebook the output is replaced through its display
+    id; a Voila app applies no such update to what it rendered with the page, so there the block is an HTML widget.
+    """
+
+    def __init__(self, item: Any):
+        self.item, self.out_of_date = item, None
+        self.handle: Any = None
+        self.live: widgets.HTML | None = None
+        if app_mode():
+            self.live = widgets.HTML(item_html(item))
+            display(self.live)
+        else:
+            self.handle = display(item, display_id=True)
+        _register(lambda: self)
+
+    def mark_out_of_date(self, text: str) -> None:
+        self.out_of_date = text
+        marked = out_of_date_html(text) + item_html(self.item)
+        if self.live is not None:
+            self.live.value = marked
+        else:
+            self.handle.update(HTML(marked))
+
+
+def show(item: Any) -> None:
+    """Display ``item`` (an IPython HTML or Image); shown live, as a :class:`ShownOutput`."""
+    if headless():
+        display(item)
+    else:
+        ShownOutput(item)
 
 
 def _watch(widget: widgets.Widget, callback: Any) -> None:
@@ -132,12 +211,24 @@ class View:
 
     widget: widgets.Widget
     saved_copy: Any = None  # the DisplayHandle of the saved copy, once shown live
+    out_of_date: str | None = None  # why the view no longer shows the loaded data (see mark_out_of_date)
 
     def static(self) -> list[Any]:
         """What an exported notebook shows instead of the live widget (IPython display objects)."""
         return []
 
+    def mark_out_of_date(self, text: str) -> None:
+        """Say at the top of the widget (and of its saved copy) that it shows data no longer loaded."""
+        self.out_of_date = text
+        banner = widgets.HTML(message_html(text, "warning")).add_class(OUT_OF_DATE_CLASS)
+        if isinstance(self.widget, widgets.Box):
+            kept = [c for c in self.widget.children if OUT_OF_DATE_CLASS not in getattr(c, "_dom_classes", ())]
+            self.widget.children = (banner, *kept)
+        if self.saved_copy is not None:
+            self._copy_now()
+
     def _ipython_display_(self) -> None:
+        _register(weakref.ref(self))
         display(self.widget)
         if headless():
             for item in self.static():
@@ -160,19 +251,71 @@ class View:
 
     def _copy_now(self) -> None:
         self._stale = False
-        self.saved_copy.update(HTML(saved_copy_html(self.static())))
+        banner = [HTML(out_of_date_html(self.out_of_date))] if self.out_of_date else []
+        self.saved_copy.update(HTML(saved_copy_html([*banner, *self.static()])))
+
+
+# ---------------------------------------------------------------- display time zone
+
+DEFAULT_ZONE = "UTC"
+_ZONE = [DEFAULT_ZONE]  # the zone tables and time windows of this kernel show times in
+_ZONE_CALLBACKS: list[weakref.WeakMethod] = []
+
+
+def zone_name(name: str) -> str:
+    """``name`` checked as an IANA time zone ("UTC", "Europe/Berlin"); ValueError in one line otherwise."""
+    text = str(name).strip()
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {text!r}: expected an IANA name such as UTC or Europe/Berlin") from None
+    return text
+
+
+def display_zone() -> str:
+    """The time zone every table and time window shows times in (UTC unless :func:`set_display_zone` changed it)."""
+    return _ZONE[0]
+
+
+def set_display_zone(name: str) -> str:
+    """Show times in ``name`` from now on; the views that registered with :func:`on_zone_change` redraw."""
+    _ZONE[0] = zone_name(name)
+    alive = [ref for ref in _ZONE_CALLBACKS if ref() is not None]
+    _ZONE_CALLBACKS[:] = alive
+    for ref in alive:
+        ref()()
+    return _ZONE[0]
+
+
+def on_zone_change(method: Callable[[], None]) -> None:
+    """Call the bound ``method`` after every change of the display zone (held weakly: views may go away)."""
+    _ZONE_CALLBACKS.append(weakref.WeakMethod(method))
+
+
+def in_zone(stamp: Any, tz: str | None = None) -> pd.Timestamp | None:
+    """``stamp`` (UTC when naive) in the display zone (or ``tz``); None stays None."""
+    if stamp is None or pd.isna(stamp):
+        return None
+    value = pd.Timestamp(stamp)
+    return (value if value.tzinfo else value.tz_localize("UTC")).tz_convert(tz or display_zone())
 
 
 # ---------------------------------------------------------------- safe HTML
 
-def for_display(frame: pd.DataFrame, *, text_limit: int = CELL_TEXT_LIMIT, as_html: bool = False) -> pd.DataFrame:
-    """Copy of ``frame`` as display text: times to the second (UTC), NA blank, long text cut. ``as_html``: text
-    escaped, and a long text cut in a ``<details>`` block whose summary opens the full text on demand."""
+def for_display(frame: pd.DataFrame, *, text_limit: int = CELL_TEXT_LIMIT, as_html: bool = False,
+                tz: str | None = None) -> pd.DataFrame:
+    """Copy of ``frame`` as display text: times to the second in ``tz`` (default :func:`display_zone`; naive times
+    are UTC; outside UTC each time names its zone), NA blank, long text cut. ``as_html``: text escaped, times kept on
+    one line, and a long text cut in a ``<details>`` block whose summary opens the full text on demand."""
+    zone = zone_name(tz) if tz else display_zone()
     out = pd.DataFrame(index=frame.index)
     for column in frame.columns:
         series = frame[column]
         if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(series.dtype):
-            text = series.dt.strftime("%Y-%m-%d %H:%M:%S")
+            aware = series if isinstance(series.dtype, pd.DatetimeTZDtype) else series.dt.tz_localize("UTC")
+            text = aware.dt.tz_convert(zone).dt.strftime("%Y-%m-%d %H:%M:%S" + ("" if zone == "UTC" else " %Z"))
+            if as_html:  # a time never wraps
+                text = '<span style="white-space:nowrap">' + text + "</span>"
         elif isinstance(series.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(series.dtype):
             text = series.astype("string")
             long = text.str.len().fillna(0).astype(int) > text_limit
@@ -198,12 +341,13 @@ TABLE_STYLE = ("<style>.exo-table{border-collapse:collapse;font-size:12px}.exo-t
 
 
 def table_html(frame: pd.DataFrame, *, max_rows: int | None = None, empty: str = "no rows",
-               text_limit: int = CELL_TEXT_LIMIT) -> str:
-    """An HTML table of ``frame`` with every header and cell escaped (trace text is data)."""
+               text_limit: int = CELL_TEXT_LIMIT, tz: str | None = None) -> str:
+    """An HTML table of ``frame`` with every header and cell escaped (trace text is data), times in ``tz``
+    (default :func:`display_zone`)."""
     if frame.empty:
         return message_html(empty, "info")
     shown = frame if max_rows is None else frame.head(max_rows)
-    cells = for_display(shown, text_limit=text_limit, as_html=True)
+    cells = for_display(shown, text_limit=text_limit, as_html=True, tz=tz)
     cells.columns = [html.escape(column) for column in cells.columns]
     body = cells.to_html(index=False, escape=False, border=0, classes="exo-table")
     more = "" if max_rows is None or len(frame) <= max_rows else message_html(
@@ -319,6 +463,51 @@ class ResetChoices(View):
         return names
 
 
+class TimeZoneChoice(View):
+    """The time zone every table and time window of the notebook shows times in: UTC by default, or any IANA name
+    (typed or picked from the list). A name that is not a time zone is refused in one line; the zone stays.
+
+    Properties: ``zone`` (settable; :func:`display_zone`), ``error`` (why the last name was refused, or None).
+    """
+
+    def __init__(self, zone: str | None = None, *, name: str | None = "zone"):
+        self.name = name
+        self.error: str | None = None
+        state = recall(name, {"zone": zone or DEFAULT_ZONE})
+        self.box = widgets.Combobox(value=state["zone"], options=sorted(zoneinfo.available_timezones()),
+                                    description="Time zone", placeholder="UTC, Europe/Berlin, America/New_York…",
+                                    ensure_option=False, continuous_update=False,
+                                    style={"description_width": "initial"})
+        self.note = widgets.HTML()
+        self.widget = widgets.HBox([self.box, self.note]).add_class("exo-time-zone")
+        self.box.observe(lambda change: self._chosen(change["new"]), names="value")
+        self._chosen(state["zone"])
+
+    @property
+    def zone(self) -> str:
+        return display_zone()
+
+    @zone.setter
+    def zone(self, value: str) -> None:
+        self.box.value = value
+
+    def static(self) -> list[Any]:
+        return [static_html(message_html(f"Times in {self.zone}.", "info"))]
+
+    def _chosen(self, value: str) -> None:
+        try:
+            zone = zone_name(value)
+            if zone != display_zone():
+                set_display_zone(zone)
+        except ValueError as exc:
+            self.error = str(exc)
+            self.note.value = message_html(f"{exc}; times stay in {display_zone()}.", "error")
+            return
+        self.error = None
+        remember(self.name, zone=zone)
+        self.note.value = message_html(f"Tables and time windows show times in {zone}.", "info")
+
+
 def setup() -> None:
     """The standard first cell of every notebook: table display options, one line saying what is in use and, when
     someone sees the widgets, the :class:`ResetChoices` button."""
@@ -332,11 +521,17 @@ def setup() -> None:
         "ok")))
     if not headless():
         display(ResetChoices().widget)
+        display(TimeZoneChoice().widget)
 
 
 def show_table(frame: pd.DataFrame, *, max_rows: int | None = None, empty: str = "no rows") -> None:
-    """Display ``frame`` as an escaped HTML table (no index)."""
-    display(HTML(table_html(frame, max_rows=max_rows, empty=empty)))
+    """Display ``frame`` as an escaped HTML table (no index), marked out of date when other files are loaded."""
+    show(HTML(table_html(frame, max_rows=max_rows, empty=empty)))
+
+
+def show_html(text: str) -> None:
+    """Display ``text`` (HTML made by the kit), marked out of date when other files are loaded."""
+    show(HTML(text))
 
 
 CHART_MIMES = {".png": "image/png", ".svg": "image/svg+xml"}
@@ -355,9 +550,9 @@ def chart_downloads_html(figure: Any, name: str | None = None, directory: str | 
 def show_chart(figure: Any, charts_dir: str | os.PathLike[str] | None = None, name: str | None = None, *,
                downloads: bool = True) -> None:
     """Display a chart once, as PNG, with PNG and SVG download links (``downloads``); with ``charts_dir`` also
-    save it there as PNG and SVG (see charts.save)."""
+    save it there as PNG and SVG (see charts.save). Marked out of date when other files are loaded."""
     if charts_dir:
         save(figure, charts_dir, name=name)
-    display(png_image(figure_png(figure)))
+    show(png_image(figure_png(figure)))
     if downloads:
         display(HTML(chart_downloads_html(figure, name)))

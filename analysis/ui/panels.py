@@ -27,10 +27,13 @@ from analysis.report.proof import telling_messages, with_source_ranges
 from analysis.summaries.tables import message_journey, message_timelines, top_replies
 from analysis.ui.core import (
     View,
+    display_zone,
     download_html,
     export_text,
     figure_png,
+    in_zone,
     message_html,
+    on_zone_change,
     png_image,
     recall,
     remember,
@@ -274,6 +277,7 @@ class JourneyView(View):
         self._wanted = recall(name, {"message": message or ""})["message"]  # until the message is offered
         self.set_messages(self._timelines)
         self.picker.observe(self._changed, names="value")
+        on_zone_change(self._render)
 
     @property
     def message(self) -> str | None:
@@ -342,7 +346,8 @@ class JourneyView(View):
         self.image.value = self.png
         self.image.layout.display = None
         first, last = self.journey["timestamp"].min(), self.journey["timestamp"].max()
-        span = "" if pd.isna(first) else f", {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
+        span = "" if pd.isna(first) else \
+            f", {in_zone(first):%Y-%m-%d %H:%M} to {in_zone(last):%Y-%m-%d %H:%M} {display_zone()}"
         ranges = self.journey.groupby(self.journey["event"].astype(str), observed=True)["exo_range"].agg(
             lambda r: ", ".join(r.dropna().unique())) if "exo_range" in self.journey else pd.Series(dtype=object)
         how = (f"; deferred from {ranges['defer']}, delivered from {ranges.get('deliver') or ranges.get('send')}"

@@ -19,24 +19,30 @@ import ipywidgets as widgets
 import pandas as pd
 from IPython.display import display
 
-from analysis.backends.dask import is_dask, transform_sites
-from analysis.backends.rows import columns_of, count, first_rows
+from analysis.backends.operations import each_partition, row_count
+from analysis.backends.rows import columns_of, first_rows
 from analysis.core.errors import ExoDeferralsError, TraceLoadError
 from analysis.core.schema import empty_events
 from analysis.io.loader import TRACE_SUFFIXES, LoadReport
 from analysis.store.ingest import open_trace
+from analysis.summaries.tables import summarize_causes
 from analysis.ui.core import (
     View,
     chart_downloads_html,
+    display_zone,
     download_html,
     export_table,
     figure_png,
     headless,
+    in_zone,
     lines_html,
     message_html,
+    on_zone_change,
+    out_of_date_text,
     png_image,
     recall,
     remember,
+    shown_after,
     static_html,
     table_html,
 )
@@ -137,7 +143,9 @@ class FilePicker(View):
     Properties: ``paths`` (list of str), ``events`` (the canonical events table; empty until something loads),
     ``report`` (:class:`~analysis.io.loader.LoadReport` or None), ``error`` (why nothing was loaded, or None),
     ``problems`` (files not loaded, rejected rows: friendly lines) and ``rows`` (the number of events).
-    Callbacks: ``on_load(callback)``, called with ``(events, report)`` after every load.
+    Callbacks: ``on_load(callback)``, called with ``(events, report)`` after every load. When the picker loads
+    again, every view shown below it (displayed after it, except the ones that feed it, whose ``target`` is the
+    picker) is marked out of date (:meth:`~analysis.ui.core.View.mark_out_of_date`) until its cell runs again.
     Loading never raises: failures show as a message, and the files that could be read are loaded.
     With ``dask_scheduler`` (a scheduler address, or "local") the path names a store made by
     ``exo-deferrals ingest``: ``events`` is its tagged events as a Dask DataFrame on that cluster
@@ -159,6 +167,7 @@ class FilePicker(View):
         self._callbacks: list[Callable[[pd.DataFrame, LoadReport | None], None]] = []
         self._upload_dir: Path | None = None
         self._displayed = False
+        self._loaded: str | None = None  # what the last load gave, in words
 
         self.path_box = widgets.Text(value=state["paths"], description="Files",
                                      placeholder="a file, folder or glob; several separated by ;", layout=WIDE)
@@ -207,7 +216,7 @@ class FilePicker(View):
             try:
                 events, self.report = open_trace(self.paths, dask_scheduler=self.dask_scheduler,
                                                  progress=self._progress, **self.load_options)
-                self.rows = count(events) if is_dask(events) else len(events)
+                self.rows = row_count(events)
             except TraceLoadError as exc:
                 expected = f" (expected {exc.expected})" if exc.expected else ""
                 self.error = f"Nothing was loaded from {self.path_box.value}: {exc.problem}{expected}"
@@ -228,9 +237,19 @@ class FilePicker(View):
             self.error = ("The store holds no events." if self.dask_scheduler else
                           "No events were loaded: check that these files are message-trace exports.")
         self._show()
+        self._outdate_below()
         for callback in self._callbacks:
             callback(self.events, self.report)
         return self.events
+
+    def _outdate_below(self) -> None:
+        """Mark the views shown below out of date: they were fed by the events of the previous load."""
+        before, self._loaded = self._loaded, f"{self.rows:,} events from {self.path_box.value}"
+        if before is None:
+            return
+        for view in shown_after(self):
+            if getattr(view, "target", None) is not self:
+                view.mark_out_of_date(out_of_date_text(before))
 
     def details(self) -> str:
         """The traceback of an unexpected loading problem (for a bug report), else ""."""
@@ -301,8 +320,21 @@ class FilePicker(View):
 
 # ---------------------------------------------------------------- time range
 
+def window_caption(start: pd.Timestamp | None, end: pd.Timestamp | None, rows: int, tz: str = "UTC") -> str:
+    """"Window 2026-11-16 00:00 to 2026-11-20 12:00 UTC: 5,474 events", the times in ``tz``."""
+    if start is None or end is None:
+        return "No times in the trace."
+    return f"Window {in_zone(start, tz):%Y-%m-%d %H:%M} to {in_zone(end, tz):%Y-%m-%d %H:%M} {tz}: {rows:,} events"
+
+
+def step_labels(steps: list[pd.Timestamp], tz: str = "UTC") -> list[tuple[str, pd.Timestamp]]:
+    """The time slider's (label, UTC stop) options, labelled in ``tz``."""
+    return [(f"{in_zone(s, tz):%Y-%m-%d %H:%M}", s) for s in steps]
+
+
 class TimeRange(View):
-    """A UTC time window over the trace (hourly stops; daily for traces longer than a month).
+    """A time window over the trace (hourly stops; daily for traces longer than a month), labelled in the display
+    time zone (:func:`analysis.ui.core.display_zone`, UTC by default) and following its changes.
 
     Properties: ``start``, ``end`` (UTC Timestamps, None without data). ``apply(frame)`` keeps the rows
     inside the window. Callbacks: ``observe(callback)``, called with ``(start, end)``.
@@ -314,13 +346,15 @@ class TimeRange(View):
         self._callbacks: list[Callable[[pd.Timestamp | None, pd.Timestamp | None], None]] = []
         self.steps = time_steps(events["timestamp"])
         state = recall(name, {"start": as_utc(start), "end": as_utc(end)})
-        options = [(f"{s:%Y-%m-%d %H:%M}", s) for s in self.steps] or [("no times in the trace", None)]
+        options = step_labels(self.steps, display_zone()) or [("no times in the trace", None)]
+        self._relabeling = False
         self.slider = widgets.SelectionRangeSlider(
             options=options, index=(self._index(state["start"], 0), self._index(state["end"], len(options) - 1)),
-            description="Time (UTC)", continuous_update=False, disabled=not self.steps, layout=WIDE,
+            description=f"Time ({display_zone()})", continuous_update=False, disabled=not self.steps, layout=WIDE,
             style={"description_width": "initial"})
         self.widget = widgets.VBox([self.slider]).add_class("exo-time-range")
         self.slider.observe(self._changed, names="value")
+        on_zone_change(self._relabel)
 
     @property
     def start(self) -> pd.Timestamp | None:
@@ -347,8 +381,21 @@ class TimeRange(View):
     def static(self) -> list[Any]:
         if not self.steps:
             return [static_html(message_html("no times in the trace", "info"))]
-        return [static_html(message_html(f"Time window (UTC): {self.start:%Y-%m-%d %H:%M} to "
-                                         f"{self.end:%Y-%m-%d %H:%M}", "info"))]
+        return [static_html(message_html(f"Time window ({display_zone()}): {in_zone(self.start):%Y-%m-%d %H:%M} "
+                                         f"to {in_zone(self.end):%Y-%m-%d %H:%M}", "info"))]
+
+    def _relabel(self) -> None:
+        """Label the stops in the display zone again; the window itself does not move."""
+        if not self.steps or self.slider.description == f"Time ({display_zone()})":
+            return
+        index = self.slider.index
+        self._relabeling = True
+        try:
+            self.slider.options = step_labels(self.steps, display_zone())
+            self.slider.index = index
+        finally:
+            self._relabeling = False
+        self.slider.description = f"Time ({display_zone()})"
 
     def _index(self, stamp: pd.Timestamp | None, default: int) -> int:
         if stamp is None or not self.steps:
@@ -357,6 +404,8 @@ class TimeRange(View):
         return min(max(int(position), 0), len(self.steps) - 1)
 
     def _changed(self, change: dict) -> None:
+        if self._relabeling:
+            return
         remember(self.name, start=self.start, end=self.end)
         for callback in self._callbacks:
             callback(self.start, self.end)
@@ -378,19 +427,21 @@ def narrowed_choices(tagged: pd.DataFrame, column: str, domain: str | None = Non
     most affected first.
 
     The other choice narrows them, with counts of that pair: with a cause, only the domains that had it; with a
-    domain, only the causes it had. Without one, every value that occurs.
+    domain, only the causes it had. Without one, every domain that occurs. The causes are the rows of the causes
+    table (:func:`analysis.summaries.tables.summarize_causes`) with its messages and events, so a cause is offered
+    with the same numbers, and only where, the causes table shows it.
     """
     by_domain = column == "recipient_domain"
-    other = cause if by_domain else domain
-    if other and by_domain:
-        rows = transform_sites(tagged, with_cause, other) if is_dask(tagged) else with_cause(tagged, other)
-    else:
-        rows = select_messages(tagged, domain=other) if other else tagged
-    counts = problem_counts(rows, column)
-    if other:
+    if not by_domain:
+        causes = summarize_causes(select_messages(tagged, domain=domain) if domain else tagged)
+        return [("(all causes)", ALL)] + [
+            (choice_label(label, events, messages), label) for label, events, messages in
+            zip(causes["cause"].astype(str), causes["events"], causes["messages"], strict=True)]
+    counts = problem_counts(each_partition(tagged, with_cause, cause) if cause else tagged, column)
+    if cause:
         counts = counts[counts["problem_events"] > 0]
-    values = counts[column].str.lower() if by_domain else counts[column]
-    return [("(all domains)" if by_domain else "(all causes)", ALL)] + [
+    values = counts[column].str.lower()
+    return [("(all domains)", ALL)] + [
         (choice_label(label, events, messages), value) for label, value, events, messages in
         zip(counts[column], values, counts["problem_events"], counts["problem_messages"], strict=True)]
 
@@ -515,21 +566,23 @@ class WindowChart(View):
                     *([table_view.widget] if table_view is not None else [])]
         self.widget = widgets.VBox(children).add_class("exo-window-chart")
         window.observe(lambda start, end: self.refresh())
+        on_zone_change(self._recaption)
         self.refresh()
 
     def refresh(self) -> None:
         """Recompute from the window: the caption says which window the chart shows."""
         self.frame = self.window.apply(self.events)
-        start, end = self.window.start, self.window.end
-        self.caption.value = message_html(
-            f"Window {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {len(self.frame):,} events"
-            if start is not None else "No times in the trace.", "info")
+        self._recaption()
         figure = self.chart(self.frame)
         self.png = figure_png(figure)
         self.image.value = self.png
         self.downloads.value = chart_downloads_html(figure)
         if self.table is not None and self.table_view is not None:
             self.table_view.data = self.table(self.frame)
+
+    def _recaption(self) -> None:
+        self.caption.value = message_html(
+            window_caption(self.window.start, self.window.end, len(self.frame), display_zone()), "info")
 
     def static(self) -> list[Any]:
         items = [static_html(self.caption.value), png_image(self.png), static_html(self.downloads.value)]
@@ -539,7 +592,9 @@ class WindowChart(View):
 class TableView(View):
     """A filterable, sortable, paged table with export of the filtered rows as guarded CSV.
 
-    ``columns`` limits the columns shown and exported. Properties: ``data`` (settable), ``filter_text``,
+    ``columns`` limits the columns shown and exported; ``key_columns`` come first (so they show without scrolling
+    sideways at 1440 px), the others after them in their order. The table scrolls sideways inside its own box,
+    never the controls above it. Properties: ``data`` (settable), ``filter_text``,
     ``filter_column`` (None: any text column), ``sort_by``, ``ascending``, ``page``, ``page_size``; read-only
     ``filtered`` (all rows passing the filter, sorted), ``visible`` (the rows of the current page), ``pages``,
     ``matches`` (rows passing the filter), ``last_export``. ``export()`` writes the filtered rows (also the
@@ -552,10 +607,12 @@ class TableView(View):
     def __init__(self, data: pd.DataFrame, *, title: str = "", name: str | None = None, page_size: int = 25,
                  sort_by: str | None = None, ascending: bool = True, filter_text: str = "",
                  filter_column: str | None = None, columns: Sequence[str] | None = None,
-                 export_dir: str | os.PathLike[str] | None = None, max_rows: int = 100_000):
+                 key_columns: Sequence[str] = (), export_dir: str | os.PathLike[str] | None = None,
+                 max_rows: int = 100_000):
         self.name = name
         self.title = title
         self.columns = list(columns) if columns is not None else None
+        self.key_columns = list(key_columns)
         self.export_dir = export_dir
         self.max_rows = max_rows
         self.last_export: Path | None = None
@@ -577,7 +634,8 @@ class TableView(View):
         self.previous_button = widgets.Button(description="◀", layout=widgets.Layout(width="40px"))
         self.next_button = widgets.Button(description="▶", layout=widgets.Layout(width="40px"))
         self.page_label = widgets.HTML()
-        self.table = widgets.HTML()
+        self.table = widgets.HTML(layout=widgets.Layout(max_width="100%", overflow="auto"))
+        self.table.add_class("exo-table-scroll")
         self.export_button = widgets.Button(description="Export CSV", icon="download",
                                             tooltip="write the filtered rows as CSV")
         self.export_link = widgets.HTML()
@@ -597,6 +655,7 @@ class TableView(View):
         self.previous_button.on_click(lambda _: setattr(self, "page", self._page - 1))
         self.next_button.on_click(lambda _: setattr(self, "page", self._page + 1))
         self.export_button.on_click(lambda _: self._export_clicked())
+        on_zone_change(self._render)
         self._refilter()
 
     # -- values
@@ -687,14 +746,18 @@ class TableView(View):
     # -- internals
 
     def _shown(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return frame if self.columns is None else frame[[c for c in self.columns if c in frame.columns]]
+        columns = [c for c in (self.columns if self.columns is not None else frame.columns) if c in frame.columns]
+        first = [c for c in self.key_columns if c in columns]
+        if self.columns is None and not first:
+            return frame
+        return frame[first + [c for c in columns if c not in first]]
 
     def _take(self, frame: Any) -> None:
         """Hold ``frame``: a pandas DataFrame as it is shown; of a Dask one its columns, and how many rows."""
-        self._source = frame if is_dask(frame) else None
+        self._source = None if isinstance(frame, pd.DataFrame) else frame
         self._fetched: tuple[tuple[str, str | None], pd.DataFrame, int] | None = None
         self._data = self._shown(frame) if self._source is None else self._shown(columns_of(frame))
-        self._rows = len(self._data) if self._source is None else count(frame)
+        self._rows = row_count(frame)
 
     def _set_columns(self, filter_column: str, sort_by: str) -> None:
         columns = [str(c) for c in self._data.columns]
