@@ -286,9 +286,7 @@ def test_report_headline_numbers_are_the_summaries(trace):
                                f"{row['delivered_after_deferral']:,} late"), line
 
 
-@pytest.mark.parametrize("name", needs("analysis.report.findings: the headline share is of recipients: 'of deferred "
-                                       "or failed recipients', not 'of deferrals and failures' (headline_table and "
-                                       "findings)"))
+@pytest.mark.parametrize("name", TRACES)
 def test_report_names_the_unit_of_the_cause_share(request, name):
     h = headline(tagged_trace(request, name))
     share = f"{h['dominant_cause_share']:.0%} of deferred or failed recipients"

@@ -69,7 +69,8 @@ def headline_table(numbers: dict[str, Any]) -> pd.DataFrame:
         ("Still pending", f"{numbers['pending']:,}"),
         ("Recipient domains", f"{numbers['domains']:,}"),
         ("Most affected domain", numbers.get("worst_domain") or "none"),
-        ("Most common cause", f"{cause_label(numbers['dominant_cause'])} ({share:.0%} of deferrals and failures)"
+        ("Most common cause",
+         f"{cause_label(numbers['dominant_cause'])} ({share:.0%} of deferred or failed recipients)"
          if numbers.get("dominant_cause") else "none"),
         ("Trace covers", f"{_when(numbers.get('start'))} to {_when(numbers.get('end'))}"),
     ]
@@ -135,8 +136,8 @@ def findings(tagged: pd.DataFrame, *, audit: Any = None, proofs: Any = (), top: 
              f"{numbers['delivered_after_deferral']:,} got the mail late, {numbers['failed']:,} never got it "
              f"({numbers['expired']:,} expired after Exchange Online retried for about a day) and "
              f"{numbers['pending']:,} are still waiting.",
-             f"The most common cause is: {cause_label(numbers['dominant_cause'])} ({share:.0%} of deferrals and "
-             "failures)."]
+             f"The most common cause is: {cause_label(numbers['dominant_cause'])} ({share:.0%} of deferred or "
+             "failed recipients)."]
     domains = summarize_domains(tagged)
     domains = domains[domains["impact"] > 0].head(top)
     texts = default_rules().causes
