@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS := test,browser,bench,dask,graph
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | sha1sum | cut -c1-12)
-# one pytest temporary folder, emptied by pytest at each run (not a new one per session in /tmp); no cache folder
-PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider --basetemp=build/pytest
+# one pytest temporary folder, emptied by pytest at each run (not a new one per session in /tmp); no cache folder;
+# two pytest-xdist workers, each test file whole in one of them (its module fixtures made once)
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider --basetemp=build/pytest -n 2 --dist loadfile
 
 PANDAS22 := .venv-pandas22
 PANDAS22_STAMP := $(PANDAS22)/.installed-$(shell cat pyproject.toml setup.py | sha1sum | cut -c1-12)

@@ -78,16 +78,35 @@ def sample_dir() -> Path:
     return SAMPLE
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client():
-    """A dask.distributed LocalCluster of 2 single-threaded worker processes on 127.0.0.1 and its client: Dask
-    computations of the module go to it."""
+    """A dask.distributed LocalCluster of 2 single-threaded worker processes on 127.0.0.1 and its client, one for the
+    session (starting one takes seconds): Dask computations of the tests that ask for it go to it."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                        dashboard_address=None, memory_limit="2GB")
     with distributed.Client(cluster) as dask_client:
         yield dask_client
     cluster.close()
+
+
+@pytest.fixture(scope="session")
+def sample_store(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample ingested by the command a user runs (``exo-deferrals ingest``), cut into several partitions; the
+    tests only read it."""
+    pytest.importorskip("distributed")
+    from analysis.cli import main
+
+    store = tmp_path_factory.mktemp("sample-store") / "store"
+    assert main(["ingest", str(sample_dir), "--store", str(store), "--partition-rows", "1200"]) == 0
+    return store
+
+
+@pytest.fixture(scope="session")
+def sample_runs() -> dict[tuple, object]:
+    """Notebooks executed on the sample, by (name, parameters): test modules that run a notebook with the same
+    parameters in one process (one pytest-xdist worker) share one run (see ``notebook_helpers.run_once``)."""
+    return {}
 
 
 @pytest.fixture(scope="module")

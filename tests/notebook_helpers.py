@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -22,6 +23,17 @@ def execute(root: Path, name: str, out: Path, **parameters: object) -> nbformat.
     except papermill.PapermillExecutionError as exc:
         pytest.fail(f"{name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}")
     return nbformat.read(target, as_version=4)
+
+
+def run_once(runs: dict[tuple, nbformat.NotebookNode], root: Path, name: str, out: Path,
+             **parameters: object) -> nbformat.NotebookNode:
+    """:func:`execute`, unless ``runs`` (conftest's session-wide ``sample_runs``) holds a run of ``name`` with the
+    same parameters: the notebook tests and the Dask notebook tests compare against one pandas run each. The
+    notebook returned is shared: read it, do not change it."""
+    key = (name, json.dumps(parameters, sort_keys=True, default=str))
+    if key not in runs:
+        runs[key] = execute(root, name, out, **parameters)
+    return runs[key]
 
 
 def outputs(nb: nbformat.NotebookNode) -> list[dict]:

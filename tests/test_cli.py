@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -242,14 +243,22 @@ def test_sample_validates_its_numbers(capsys, tmp_path, value, message):
 
 # ---------------------------------------------------------------- ingest, report
 
+NEEDS_DASK = 'needs the optional package \'dask\': pip install "exo-deferrals[dask]"\n'
+
+
+def without_dask(*argv: str) -> tuple[int, bytes, str]:
+    """(exit code, standard output, standard error) of the command in a new process where dask and distributed
+    cannot be imported: the kit installed without its [dask] extra."""
+    code = ("import sys; sys.modules['dask'] = sys.modules['distributed'] = None; from analysis.cli import main; "
+            f"sys.exit(main({list(argv)!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, check=False)
+    return done.returncode, done.stdout, done.stderr.decode()
+
+
 def test_ingest_without_dask_names_the_extra_and_leaves_nothing(tmp_path, sample_dir):
     store = tmp_path / "store"
-    code = ("import sys; sys.modules['dask'] = sys.modules['distributed'] = None; from analysis.cli import main; "
-            f"sys.exit(main(['ingest', {str(sample_dir)!r}, '--store', {str(store)!r}]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, check=False)
-    assert (done.returncode, done.stdout) == (4, b"")
-    assert done.stderr.decode() == ("exo-deferrals ingest: needs the optional package 'dask': "
-                                    'pip install "exo-deferrals[dask]"\n')
+    assert without_dask("ingest", str(sample_dir), "--store", str(store)) == (
+        4, b"", f"exo-deferrals ingest: {NEEDS_DASK}")
     assert not store.exists()
 
 
@@ -280,4 +289,30 @@ def test_load_reads_a_store_made_by_ingest(capsys, tmp_path, sample_dir):
     assert run(capsys, "load", str(store), "--dayfirst", "yes") == (
         2, "", f"exo-deferrals load: {store}: a store was read with the options of its ingest (expected no "
                "--dayfirst, --date-format or --tz-offset)\n")
-    assert run(capsys, "report", str(store), "-o", str(tmp_path / "r.html"))[:2] == (2, "")
+
+
+def test_report_on_a_store_refuses_clearly_before_any_work(capsys, tmp_path, sample_store, sample_dir):
+    import dask
+
+    out = tmp_path / "out"
+    export = str(sample_dir / "messagetrace_v2_de-DE.csv")
+    assert run(capsys, "report", str(sample_store), export, "-o", str(out / "r.html")) == (
+        2, "", f"exo-deferrals report: {sample_store}: a store made by `exo-deferrals ingest` cannot be mixed with "
+               "other inputs (expected one store, or export files)\n")
+    assert run(capsys, "report", export, "-o", str(out / "r.html"), "--scheduler", "local") == (
+        2, "", "exo-deferrals report: --scheduler local: computes on a store (expected one store made by "
+               "`exo-deferrals ingest` as TRACE)\n")
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        nobody = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        assert run(capsys, "report", str(sample_store), "-o", str(out / "r.html"), "--scheduler", nobody) == (
+            4, "", f"exo-deferrals report: cannot reach the Dask scheduler {nobody} (Timed out trying to connect to "
+                   f"{nobody} after 2 s; expected the address of a running scheduler, or 'local')\n")
+    assert not out.exists()
+
+
+def test_report_on_a_store_without_dask_names_the_extra(tmp_path, sample_store):
+    out = tmp_path / "r.html"
+    assert without_dask("report", str(sample_store), "-o", str(out)) == (4, b"", f"exo-deferrals report: {NEEDS_DASK}")
+    assert not out.exists() and not (tmp_path / "r_charts").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from notebook_helpers import RAW_SCRIPT, execute, html_text, outputs, pngs
+from notebook_helpers import RAW_SCRIPT, execute, html_text, outputs, pngs, run_once
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +29,15 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def executed(notebook_root: Path, sample_dir: Path, out: Path, monkeypatch_module) -> dict[str, nbformat.NotebookNode]:
-    """Each notebook run once with its defaults (the sample given as an absolute path)."""
+def executed(notebook_root: Path, sample_dir: Path, out: Path, sample_runs, monkeypatch_module
+             ) -> dict[str, nbformat.NotebookNode]:
+    """Each notebook run once with its defaults (the sample given as an absolute path); test_notebooks_dask compares
+    its Dask runs of 01-03 with these same runs."""
     allowlist = str(sample_dir / "partner_allowlist_ironport.txt")
     extra = {"03_gateways_and_exchange_ranges": {"allowlist": allowlist},
              "04_share_report": {"allowlist": allowlist, "charts_dir": str(out / "charts")}}
-    return {name: execute(notebook_root, name, out, paths=str(sample_dir), **extra.get(name, {})) for name in NAMES}
+    return {name: run_once(sample_runs, notebook_root, name, out, paths=str(sample_dir), **extra.get(name, {}))
+            for name in NAMES}
 
 
 def test_notebooks_are_committed_without_outputs():

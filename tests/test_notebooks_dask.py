@@ -19,10 +19,9 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from notebook_helpers import RAW_SCRIPT, execute, html_text, outputs  # noqa: E402
+from notebook_helpers import RAW_SCRIPT, execute, html_text, outputs, run_once  # noqa: E402
 
-from analysis.reference.endpoints import Endpoints  # noqa: E402
-from analysis.store.ingest import ingest  # noqa: E402
+from analysis.store.ingest import read_manifest  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Sending large graph:UserWarning")]
 
@@ -30,11 +29,10 @@ NAMES = ("01_load_and_triage", "02_why_deferred", "03_gateways_and_exchange_rang
 
 
 @pytest.fixture(scope="module")
-def store(client, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("nb-store") / "store"
-    report = ingest(sample_dir, path, partition_rows=1200, endpoints=Endpoints.bundled())  # 5 partitions or more
-    assert report.ok and report.partitions > 3, report.summary()
-    return path
+def store(sample_store: Path) -> Path:
+    """The sample's store (conftest), in several partitions (5 or more)."""
+    assert read_manifest(sample_store)["partitions"] > 3
+    return sample_store
 
 
 def parameters(name: str, sample_dir: Path, out: Path) -> dict:
@@ -46,16 +44,19 @@ def parameters(name: str, sample_dir: Path, out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(notebook_root: Path, sample_dir: Path, store: Path, client, tmp_path_factory: pytest.TempPathFactory,
-         monkeypatch_module) -> Iterator[Callable[[str, str], nbformat.NotebookNode]]:
+         sample_runs, monkeypatch_module) -> Iterator[Callable[[str, str], nbformat.NotebookNode]]:
     """``run(engine, name)``: the notebook on the sample's exports (``"pandas"``) or on the store (``"dask"``, the
     test cluster's scheduler), run once. The pandas runs go one after the other in a background thread from the
-    start, while the Dask runs (mostly waiting on the cluster) run in the test's thread: the two overlap."""
+    start, while the Dask runs (mostly waiting on the cluster) run in the test's thread: the two overlap. A pandas
+    run test_notebooks made with the same parameters (01-03) is reused."""
 
     def execute_on(engine: str, name: str) -> nbformat.NotebookNode:
         out = tmp_path_factory.mktemp(f"{engine}-{name[:2]}")
-        where = {"paths": str(sample_dir)} if engine == "pandas" else {
-            "paths": str(store), "dask_scheduler": client.scheduler.address}
-        return execute(notebook_root, name, out, **where, **parameters(name, sample_dir, out))
+        if engine == "pandas":
+            return run_once(sample_runs, notebook_root, name, out, paths=str(sample_dir),
+                            **parameters(name, sample_dir, out))
+        return execute(notebook_root, name, out, paths=str(store), dask_scheduler=client.scheduler.address,
+                       **parameters(name, sample_dir, out))
 
     with ThreadPoolExecutor(max_workers=1) as background:
         pandas_runs = {name: background.submit(execute_on, "pandas", name) for name in NAMES}

@@ -404,12 +404,15 @@ def test_export_drops_scripts_widgets_and_inputs():
                                                 "text/plain": "VBox()"}),
         nbformat.v4.new_output("display_data", {"text/html": "<b>kept &lt;script&gt;</b>"}),
         nbformat.v4.new_output("display_data", {"image/png": base64.b64encode(PNG_SIGNATURE).decode()}),
+        nbformat.v4.new_output("stream", name="stderr", text="site-packages/dask/_expr.py:1277: UserWarning: ..."),
+        nbformat.v4.new_output("stream", name="stdout", text="printed ALLOWED_LIST"),
     ]
     silent = nbformat.v4.new_code_cell("x = 1")
     notebook.cells = [nbformat.v4.new_markdown_cell("# Heading & more"), code, silent]
     page = export_html(notebook, "A <title>")
     assert "<script" not in page and "anna@x.com" not in page and "alert(1)" not in page and "VBox" not in page
-    assert "secret_source_code" not in page and "x = 1" not in page
+    assert "secret_source_code" not in page and "x = 1" not in page and "UserWarning" not in page
+    assert "printed ALLOWED_LIST" in page  # what a cell prints is the report (the corrected allow-list)
     assert "<b>kept &lt;script&gt;</b>" in page and "Heading &amp; more" in page
     assert "<title>A &lt;title&gt;</title>" in page and 'src="data:image/png;base64,' in page
 
@@ -428,3 +431,65 @@ def test_cli_refuses_clearly(tmp_path, monkeypatch, capsys, sample_dir):
     assert main([str(sample_dir), "-o", str(out / "r.html"), "--pdf"]) == 4
     assert "chromium" in capsys.readouterr().err.lower()
     assert not out.exists() or list(out.iterdir()) == []
+
+
+# ---------------------------------------------------------------- a store made by `exo-deferrals ingest`
+
+PROOF_SENTENCE = re.compile(r"refused (\d+) of (\d+) delivery attempts from Exchange Online's published range "
+                            r"([\d.]+/\d+)")
+
+
+@pytest.fixture(scope="module")
+def from_store(sample_store: Path, sample_dir: Path, client, tmp_path_factory: pytest.TempPathFactory
+               ) -> report.ReportResult:
+    """The report of the sample's store (made by `exo-deferrals ingest`, conftest) with the sample's allow-list,
+    computed on the test's cluster (its address, as an admin gives theirs)."""
+    return render_report(sample_store, tmp_path_factory.mktemp("from-store") / "report.html",
+                         allowlist=sample_dir / ALLOWLIST, title="Sample: outbound deferrals",
+                         dask_scheduler=client.scheduler.address)
+
+
+def section(text: str, start: str, end: str | None = None) -> str:
+    """The words of a page from the heading ``start`` to the heading ``end`` (or to the end)."""
+    return text[text.index(start):text.index(end) if end else None]
+
+
+def test_the_report_of_a_store_says_what_the_report_of_its_exports_says(from_store, plain, client):
+    assert (from_store.events, from_store.problems) == (plain.events, plain.problems)
+    store_text, exports_text = page_text(from_store.html), page_text(plain.html)
+    # which domains, since when, who must act, and the headline numbers
+    numbers = section(store_text, "The numbers, and where", "What to do, per cause")
+    assert "Recipients (message + recipient) 2,744 Deferred at least once 159" in numbers  # the sample story
+    assert numbers == section(exports_text, "The numbers, and where", "What to do, per cause")
+    proofs = PROOF_SENTENCE.findall(store_text)
+    assert ("172", "172", MISSING_RANGE) in proofs and proofs == PROOF_SENTENCE.findall(exports_text)
+    audit = section(store_text, "Audit of the allow-list given", "About this report")
+    assert "Missing Exchange Online ranges" in audit and MISSING_RANGE in audit
+    assert audit == section(exports_text, "Audit of the allow-list given", "About this report")
+    domains = [pd.read_csv(r.html.parent / "report_domains.csv") for r in (from_store, plain)]
+    pd.testing.assert_frame_equal(*domains)
+    prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert any(p.startswith("exo-store") for p in prefixes), prefixes  # the cluster's workers read the store
+
+
+def test_the_partner_report_of_a_store_on_a_local_cluster_is_scoped_and_redacted(sample_store, raw, tmp_path,
+                                                                                   capsys):
+    out = tmp_path / "report.html"
+    assert main([str(sample_store), "-o", str(out), "--partner", PARTNER, "--redact"]) == 0  # no --scheduler: local
+    assert capsys.readouterr().out.splitlines()[0] == str(out.resolve())
+    text = page_text(out)
+    assert f"refused 172 of 172 delivery attempts from Exchange Online's published range {MISSING_RANGE}" in text
+    assert "For the mail administrators of tailspintoys.com" in text
+    written = report.ReportResult(html=out, charts=sorted((tmp_path / "report_charts").iterdir()),
+                                  tables=sorted(tmp_path.glob("report_*.*")))
+    texts = visible_text(written)
+    assert set(texts) >= {"report.html", "report_events.csv", "report_events.parquet", "source-ranges-1.svg"}
+    addresses, locals_, subjects = sensitive(raw)
+    assert found_in(texts, addresses | locals_ | subjects) == {}
+    outbound_senders = raw.loc[raw["direction"].astype(str).eq("outbound"), "sender"].dropna().str.rpartition("@")[2]
+    others = {d.lower() for d in raw["recipient_domain"].dropna().astype(str).unique()} - {PARTNER}
+    others -= set(outbound_senders.str.lower())
+    whole = {name: [d for d in others if whole_name_in(d, text)] for name, text in texts.items()}
+    assert {name: hits for name, hits in whole.items() if hits} == {}
+    events = pd.read_parquet(tmp_path / "report_events.parquet")
+    assert set(events["recipient_domain"].astype(str)) == {PARTNER}

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-from analysis.backends.dask import is_dask
+from analysis.backends.dask import ENV_SCHEDULER
 from analysis.cli.common import (
     FINDINGS,
     MISSING,
@@ -22,10 +22,11 @@ from analysis.cli.common import (
     check_output,
     command,
     paths_exist,
+    require_extra,
     trace_error,
 )
 from analysis.core.errors import TraceLoadError
-from analysis.report.notebook import CHROMIUM, REPORT_NOTEBOOK, ReportError, render_report
+from analysis.report.notebook import CHROMIUM, REPORT_NOTEBOOK, ReportError, render_report, store_of
 
 # what the notebook kernel and Jupyter write to standard error about themselves, not about the report
 JUPYTER_NOISE = re.compile(r"Kernel is running over TCP without encryption|^\[\w+App\]|^\s*$|DeprecationWarning|"
@@ -36,11 +37,13 @@ JUPYTER_NOISE = re.compile(r"Kernel is running over TCP without encryption|^\[\w
 @command("report")
 def main(argv: list[str] | None = None) -> int:
     """Render the investigation of TRACE into a shareable HTML report."""
-    parser = Parser("report", "Run the report notebook on the trace exports and write a self-contained HTML "
+    parser = Parser("report", "Run the report notebook on the trace exports (or on a store made by ingest, on a "
+                              "Dask cluster; needs the dask extra) and write a self-contained HTML "
                               "report (no scripts, images embedded), its charts and tables beside it. Exit 1 "
                               "when the report is written but some inputs did not load or a --partner is "
                               "absent (said at its top and on standard error).")
-    parser.add_argument("paths", nargs="+", metavar="TRACE", help="trace export files, folders or glob patterns")
+    parser.add_argument("paths", nargs="+", metavar="TRACE",
+                        help="trace export files, folders or glob patterns; or one store made by ingest")
     parser.add_argument("-o", "--output", required=True, help="the HTML report to write (e.g. build/report.html)")
     parser.add_argument("--allowlist", metavar="FILE", help="the recipient gateway's allow-list to audit")
     parser.add_argument("--redact", action="store_true", help="pseudonymize addresses, subjects and message ids")
@@ -50,14 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", help="the report's title")
     parser.add_argument("--pdf", action="store_true", help="also print the report to PDF with Chromium")
     parser.add_argument("--notebook", help=f"the report notebook (default {REPORT_NOTEBOOK})")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="for a store: the Dask scheduler to compute on (tcp://host:8786) or 'local' for a "
+                             f"cluster on this machine (default: ${ENV_SCHEDULER}, else local)")
     args = parser.parse_args(argv)
     check_output(args.output, (".html", ".htm"))
     paths_exist(args.paths)
-    stores = [path for path in args.paths if is_dask(path)]
-    if stores:  # render_report loads exports; the report notebook itself reads a store (its dask_scheduler)
-        raise CommandError(f"{stores[0]}: is a store made by `exo-deferrals ingest`; report reads exports (expected "
-                           "export files; for a store run notebooks/04_share_report.ipynb with dask_scheduler set)",
-                           USAGE)
+    try:
+        store = store_of(args.paths)
+    except ReportError as error:
+        raise CommandError(str(error), USAGE) from None
+    if args.scheduler and store is None:
+        raise CommandError(f"--scheduler {args.scheduler}: computes on a store (expected one store made by "
+                           "`exo-deferrals ingest` as TRACE)", USAGE)
+    if store is not None:
+        require_extra("dask", "dask.dataframe", "distributed")
     for option, path in (("--allowlist", args.allowlist), ("--notebook", args.notebook)):
         if path and not os.path.isfile(path):
             raise CommandError(f"{option} {path}: no such file", UNUSABLE)
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         with _quiet_jupyter():
             result = render_report(args.paths, args.output, allowlist=args.allowlist, redact=args.redact,
                                    redact_domains=args.redact_domains, title=args.title, pdf=args.pdf,
-                                   notebook=args.notebook, partners=args.partner)
+                                   notebook=args.notebook, partners=args.partner, dask_scheduler=args.scheduler)
     except TraceLoadError as error:
         raise trace_error(error, args.paths) from None
     except ReportError as error:

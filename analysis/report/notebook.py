@@ -10,6 +10,13 @@ papermill, its working directory the notebook's folder, and exports it with nbco
   summary), formula cells guarded, redacted when the report is;
 * ``report.pdf`` with ``pdf=True``, printed by Debian's Chromium.
 
+``paths`` may instead name one store made by ``exo-deferrals ingest``: the notebook then computes on a Dask cluster
+(``dask_scheduler``: an address such as ``tcp://host:8786``, or ``"local"``, the default without
+``$EXO_DEFERRALS_DASK``, for one on this machine that the notebook's kernel and this process share), reads the
+store's load reports, and says what it says on the exports the store was ingested from. The tables beside the
+report are gathered from the cluster (the events of the report, in this process's memory). An unreachable
+scheduler raises :class:`ReportError` before anything is written.
+
 Input files are named by format and dates (:func:`analysis.report.inputs.file_labels`), never by path. With
 ``partners`` the report (and its tables) holds only the messages to those recipient domains, and every written
 file is checked for every other recipient domain of the input (:func:`analysis.report.inputs.scope_leaks`); if one
@@ -18,8 +25,8 @@ partners absent from the trace) are said at the top of the report and listed in 
 command exits non-zero on them.
 
 The HTML needs no network: images are embedded, the template loads no require.js, MathJax, Mermaid or widget
-renderer, widget state and JavaScript outputs are dropped, and a Content-Security-Policy forbids every script and
-every request that is not a ``data:`` URI.
+renderer, widget state, JavaScript outputs and standard error (warnings, logs) are dropped, and a
+Content-Security-Policy forbids every script and every request that is not a ``data:`` URI.
 
 With ``redact=True`` the notebook gets the same secret as the tables (``redact_secret``), so pseudonyms agree
 everywhere, and what the notebook wrote (HTML and charts) is checked for every address, subject and, with
@@ -48,6 +55,8 @@ from urllib.parse import unquote
 
 import pandas as pd
 
+from analysis.backends import dask as dask_engine
+from analysis.backends.rows import first_rows
 from analysis.core.bundled import report_notebook
 from analysis.core.errors import ExoDeferralsError
 from analysis.io.loader import load_trace
@@ -55,10 +64,11 @@ from analysis.io.write import write_table
 from analysis.report.inputs import file_labels, input_problems, other_domains, scope_leaks
 from analysis.report.proof import domain_rows
 from analysis.report.redact import Redactor
+from analysis.store.ingest import open_store, store_load_report
 from analysis.summaries.tables import summarize_domains
 from analysis.tagging.tag import tag
 
-__all__ = ["REPORT_NOTEBOOK", "ReportError", "ReportResult", "render_report"]
+__all__ = ["REPORT_NOTEBOOK", "ReportError", "ReportResult", "render_report", "store_of"]
 
 REPORT_NOTEBOOK = report_notebook()
 KERNEL = "python3"
@@ -141,12 +151,14 @@ def render_report(
     secret: bytes | str | None = None,
     notebook: str | os.PathLike[str] | None = None,
     partners: Sequence[str] = (),
+    dask_scheduler: str | None = None,
 ) -> ReportResult:
     """Render the report of the trace files ``paths`` into ``output`` (an .html path); see the module docstring.
 
     ``redact_domains`` implies ``redact``. ``secret`` keys the pseudonyms (default: random, new per report).
     ``partners``: recipient domains the report is for (only their messages). A file that cannot be loaded does
-    not stop the report: it says so at the top (``load_errors``, ``problems``). Raises
+    not stop the report: it says so at the top (``load_errors``, ``problems``). ``dask_scheduler``: the cluster
+    a store in ``paths`` is computed on (default ``$EXO_DEFERRALS_DASK``, else ``"local"``). Raises
     :class:`ReportError` when the report cannot be made, :class:`TraceLoadError` when ``paths`` name no file.
     """
     started = time.perf_counter()
@@ -163,7 +175,46 @@ def render_report(
         raise ReportError(f"no such file or folder: {', '.join(missing)}")
     if pdf and not shutil.which(CHROMIUM):
         raise ReportError(f"--pdf needs Debian's Chromium ({CHROMIUM!r} is not on PATH): apt-get install chromium")
+    store = store_of(sources)
+    if dask_scheduler and store is None:
+        raise ReportError("a Dask scheduler computes on a store: paths must name one store folder made by "
+                          "`exo-deferrals ingest`")
+    client = _connect_scheduler(dask_scheduler) if store else None
+    try:
+        return _render(sources, store, client, output, allowlist, redact, redact_domains, title, pdf, secret,
+                       notebook_path, partners, started)
+    finally:
+        if client is not None:
+            dask_engine.close(client)
 
+
+def store_of(sources: Sequence[str | os.PathLike[str]]) -> Path | None:
+    """The store folder ``sources`` name (one, alone), None when they name exports; :class:`ReportError` when
+    they mix a store with other inputs."""
+    stores = [Path(p) for p in sources if dask_engine.is_dask(p)]
+    if stores and len(sources) > 1:
+        raise ReportError(f"{stores[0]}: a store made by `exo-deferrals ingest` cannot be mixed with other inputs "
+                          "(expected one store, or export files)")
+    return stores[0] if stores else None
+
+
+def _connect_scheduler(address: str | None) -> object:
+    """A client of the Dask scheduler at ``address`` (default ``$EXO_DEFERRALS_DASK``, else a local cluster);
+    :class:`ReportError` in one line when it cannot be reached."""
+    address = address or os.environ.get(dask_engine.ENV_SCHEDULER) or "local"
+    try:
+        return dask_engine.connect(address)
+    except OSError as error:  # distributed raises OSError (TimeoutError among them) for an unreachable address
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ReportError(f"cannot reach the Dask scheduler {address} ({reason}; expected the address of a running "
+                          "scheduler, or 'local')") from None
+
+
+def _render(sources: list[Path], store: Path | None, client: object, output: Path,
+            allowlist: str | os.PathLike[str] | None, redact: bool, redact_domains: bool, title: str | None,
+            pdf: bool, secret: bytes | str | None, notebook_path: Path, partners: Sequence[str],
+            started: float) -> ReportResult:
+    """render_report once its inputs are checked (and the cluster of a store is connected)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     charts_dir = output.with_name(f"{output.stem}_charts")
     shutil.rmtree(charts_dir, ignore_errors=True)
@@ -174,6 +225,7 @@ def render_report(
         "title": title or DEFAULT_TITLE, "redact": redact, "redact_domains": redact_domains,
         "redact_secret": redactor.secret.hex() if redactor else None, "charts_dir": str(charts_dir),
         "partners": list(partners) or None,
+        "dask_scheduler": client.scheduler.address if client is not None else None,  # type: ignore[attr-defined]
     }
     result = ReportResult(html=output, redacted=redact)
     written: list[Path] = []
@@ -181,7 +233,8 @@ def render_report(
         # the kernel runs the notebook while this process writes the tables: two cores, half the wait
         with ThreadPoolExecutor(max_workers=1) as pool:
             notebook_run = pool.submit(_execute, notebook_path, parameters, output)
-            result.events, tables, result.load_errors, result.problems, hidden = _tables(sources, redactor, partners)
+            result.events, tables, result.load_errors, result.problems, hidden = _tables(sources, store, redactor,
+                                                                                         partners)
             for name, frame in tables.items():
                 for suffix in (".csv", ".parquet"):
                     written.append(write_table(frame, output.with_name(f"{output.stem}_{name}{suffix}")))
@@ -213,15 +266,21 @@ def _notebook(notebook: str | os.PathLike[str] | None) -> Path:
     return path.resolve()
 
 
-def _tables(sources: list[Path], redactor: Redactor | None, partners: Sequence[str]
+def _tables(sources: list[Path], store: Path | None, redactor: Redactor | None, partners: Sequence[str]
             ) -> tuple[int, dict[str, pd.DataFrame], list[str], list[str], set[str]]:
     """Events loaded, the tables written next to the report (tagged events of ``partners`` or all, files named by
     label, and per-domain summary, redacted when a Redactor is given), the load errors (files by label), the
-    problems to say at the top, and the other recipient domains a partner's report must not show."""
-    events, load_report = load_trace(sources, errors="report", with_report=True)
+    problems to say at the top, and the other recipient domains a partner's report must not show. A ``store`` is
+    read on the connected cluster; the rows the tables hold are gathered here."""
+    if store is None:
+        events, load_report = load_trace(sources, errors="report", with_report=True)
+    else:
+        events, load_report = open_store(store), store_load_report(store)
     labels = file_labels(load_report, events)
     tagged = tag(events)
     hidden = other_domains(tagged, partners) if partners else set()
+    if dask_engine.is_dask(tagged):  # the rows the tables hold (a partner's only), brought back in table order
+        tagged = first_rows(tagged, None, domain_rows if partners else None, partners)[0]
     if partners:
         tagged = domain_rows(tagged, partners)
     problems = input_problems(load_report, len(events), labels, partners, len(tagged))
@@ -260,9 +319,10 @@ def export_html(notebook: object, title: str) -> str:
     nb = copy.deepcopy(notebook)
     nb.metadata.pop("widgets", None)  # the widget state: data, and a script tag
     nb.metadata["title"] = title
-    for cell in nb.cells:  # live widgets and scripts: nothing a static page can show (their text fallback either)
-        if cell.cell_type == "code":
-            cell.outputs = [out for out in cell.outputs if not SCRIPTED.intersection(out.get("data", {}))]
+    for cell in nb.cells:  # live widgets and scripts: nothing a static page can show (their text fallback either);
+        if cell.cell_type == "code":  # standard error: Python's warnings and logs, about the run, not the trace
+            cell.outputs = [out for out in cell.outputs if not SCRIPTED.intersection(out.get("data", {}))
+                            and out.get("name") != "stderr"]
     nb.cells = [c for c in nb.cells if c.cell_type == "markdown" or c.get("outputs")]
     exporter = HTMLExporter(
         template_name="lab", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
