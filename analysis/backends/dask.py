@@ -7,7 +7,10 @@ host or recipient of theirs may name a domain, which then joins them), rows of e
 
 * :func:`map_sites` - a step on every partition, results brought back as a list (the caller combines them);
 * :func:`transform_sites` - a step on every partition, lazily, still partitioned by site;
-* :func:`regroup` - rows keyed by a step, shuffled on that key, then a step on each group whole.
+* :func:`regroup` - rows keyed by a step, shuffled on that key, then a step on each group whole;
+
+and :func:`run_summary`, which runs a summary declared once (:class:`analysis.backends.dispatch.Summary`: a
+per-partition step and a combine) with those: the summaries hold no Dask code and this module no summary logic.
 
 A Dask DataFrame is shuffled on its site first; a store (:mod:`analysis.backends.store`) is already partitioned
 that way and is read without a shuffle. :func:`time_span` gives the whole trace's first and last time.
@@ -41,9 +44,9 @@ from analysis.core.concepts import address_domain, lower_domain
 
 __all__ = [
     "ENV_SCHEDULER", "GROUP", "OPEN_CATEGORIES", "SEQ", "SITE", "STORE_MANIFEST", "as_text", "close", "connect",
-    "ensure_client", "is_dask", "map_sites", "mark_site_partitioned", "regroup", "settle", "shared_sites",
-    "site_facts", "site_frame", "site_keys", "site_partitioned", "time_span", "transform_sites", "unknown_categories",
-    "with_categories", "with_site",
+    "ensure_client", "is_dask", "map_sites", "mark_site_partitioned", "regroup", "run_summary", "settle",
+    "shared_sites", "site_facts", "site_frame", "site_keys", "site_partitioned", "time_span", "transform_sites",
+    "unknown_categories", "with_categories", "with_site",
 ]
 
 ENV_SCHEDULER = "EXO_DEFERRALS_DASK"  # a scheduler address such as tcp://10.0.0.5:8786, or "local"
@@ -232,22 +235,65 @@ def transform_sites(data: Any, step: Callable[..., pd.DataFrame], *args: Any, me
     return mark_site_partitioned(ddf.map_partitions(step, *args, meta=ddf._meta if meta is None else meta))
 
 
-def regroup(data: Any, key_step: Callable[..., pd.DataFrame], step: Callable[..., Any], *args: Any,
-            columns: Iterable[str] | None = None) -> list[Any]:
-    """Groups that span sites: ``key_step(partition, *args)`` returns the rows to keep (every column, open
-    categoricals as text: :func:`as_text`) with their group in column ``_group`` (:data:`GROUP`); the rows are
-    shuffled on it, and ``step(rows, groups, *args)`` runs on each shuffled partition, its rows in table order
-    without the key (``groups``: each row's key)."""
+def regroup(data: Any, key_step: Callable[..., pd.Series], step: Callable[..., Any], *args: Any,
+            columns: Iterable[str] | None = None, **kwargs: Any) -> list[Any]:
+    """Groups that span sites: ``key_step(partition, *args, **kwargs)`` gives each row's group (NA: the row is left
+    out); the rows are shuffled on it (column ``_group``, :data:`GROUP`; open categoricals as text,
+    :func:`as_text`), and ``step(rows, groups, *args, **kwargs)`` runs on each shuffled partition, its rows in
+    table order without the key (``groups``: each row's group)."""
     ddf = site_partitioned(data) if columns is None else site_frame(data, columns)
     meta = as_text(ddf._meta.assign(**{GROUP: pd.Series([], dtype=object)}))
-    keyed = ddf.map_partitions(key_step, *args, meta=meta)
+    keyed = ddf.map_partitions(_keyed, key_step, args, kwargs, meta=meta)
     return map_sites(mark_site_partitioned(keyed.shuffle(on=GROUP, npartitions=ddf.npartitions)), _in_order,
-                     step, args)
+                     step, args, kwargs)
 
 
-def _in_order(part: pd.DataFrame, step: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+def _keyed(part: pd.DataFrame, key_step: Callable[..., pd.Series], args: tuple[Any, ...], kwargs: dict[str, Any]
+           ) -> pd.DataFrame:
+    group = key_step(part, *args, **kwargs)
+    keep = group.notna().to_numpy(dtype=bool)
+    return as_text(part[keep].assign(**{GROUP: group[keep].astype(object).to_numpy()}))
+
+
+def _in_order(part: pd.DataFrame, step: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     part = part.sort_values(SEQ, kind="stable") if SEQ in part else part
-    return step(part.drop(columns=GROUP), part[GROUP].astype(object), *args)
+    return step(part.drop(columns=GROUP), part[GROUP].astype(object), *args, **kwargs)
+
+
+def run_summary(definition: Any, data: Any, options: dict[str, Any]) -> Any:
+    """A summary (:class:`analysis.backends.dispatch.Summary`) on a Dask DataFrame or a store: its step on every
+    site partition (or, with ``regroup``, on every group shuffled whole), its own combine on the results; its
+    ``count`` on the Dask DataFrame of every partition's keys; its ``whole`` values computed first."""
+    import dask
+    import dask.dataframe as dd
+
+    ddf = site_frame(data, definition.columns)
+    definition.check(ddf._meta, **options)
+    if definition.whole is not None:
+        options = definition.whole(*time_span(ddf), options)
+    if definition.regroup is not None:
+        return definition.combine(regroup(ddf, definition.regroup, definition.step, **options), **options)
+    if definition.count is None:
+        return definition.combine(map_sites(ddf, _call, definition.step, options), **options)
+    steps = [dask.delayed(_call)(part, definition.step, options) for part in ddf.to_delayed()]
+    meta = definition.step(ddf._meta, **options)[1]
+    keys = dd.from_delayed([dask.delayed(_second)(done) for done in steps], meta=meta, verify_meta=False)
+    counted = definition.count(keys).to_delayed()  # one kind of graph in one computation: the steps run once
+    partials, counted = dask.compute([dask.delayed(_first)(done) for done in steps], counted)
+    return definition.combine(list(partials), pd.concat(counted) if isinstance(counted, list) else counted,
+                              **options)
+
+
+def _call(part: pd.DataFrame, step: Callable[..., Any], options: dict[str, Any]) -> Any:
+    return step(part, **options)
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _second(pair: tuple[Any, Any]) -> Any:
+    return pair[1]
 
 
 def time_span(data: Any) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:

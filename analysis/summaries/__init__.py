@@ -1,11 +1,11 @@
 """Summaries of a tagged trace: one table per question, the same code on pandas and Dask.
 
-:mod:`analysis.summaries.tables` holds the pandas functions (each dispatching on its input's type,
-:mod:`analysis.backends.dispatch`); importing this package registers their Dask versions
-(:mod:`analysis.summaries.on_dask`, :mod:`analysis.summaries.selections`).
+:mod:`analysis.summaries.tables` declares every summary once, as a per-partition step and a combine step
+(:class:`analysis.backends.dispatch.Summary`): pandas runs it on one partition, the Dask backend distributes it.
+:mod:`analysis.summaries.selections` chooses events for the views (importing it registers its Dask versions).
 """
 
-from analysis.summaries import on_dask, selections  # noqa: F401  (registers the Dask versions)
+from analysis.summaries import selections  # noqa: F401  (registers the Dask versions)
 from analysis.summaries.tables import (
     AGE_BUCKETS,
     IMPACT_WEIGHTS,

@@ -1,7 +1,11 @@
 """Investigation analytics on the tagged events table: per-domain delivery, queue ages, retry timelines, replies.
 
 Every function takes the table :func:`analysis.tag` returns and answers with a DataFrame (``headline``: a dict),
-computed on whole columns (groupby / bincount on integer codes; text work on unique values only).
+computed on whole columns (groupby / bincount on integer codes; text work on unique values only). Each summary is
+written once, as a per-partition step and a combine step (:class:`analysis.backends.dispatch.Summary`): on pandas
+it is ``combine([step(table)])``, on Dask :func:`analysis.backends.dask.run_summary` runs the same two steps on
+partitions holding whole recipient domains (rows in table order: ``_seq``), so a step may count a recipient
+domain or a message+recipient whole, but a message (several recipients) only through its keys.
 Conventions shared by all of them:
 
 * A *message+recipient* ("pair") is keyed by ``trace_id`` (else ``message_id``) and ``recipient``.
@@ -21,6 +25,7 @@ Conventions shared by all of them:
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -31,7 +36,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis.backends.dispatch import dispatch
+from analysis.backends.dispatch import Summary, dispatch, summary
+from analysis.backends.partitions import SEQ
 from analysis.core.columns import map_unique, to_arrow
 from analysis.core.concepts import as_utc, covering_network, is_expiry
 from analysis.core.schema import CAUSES, DIRECTIONS, STRING, TAG_COLUMNS
@@ -103,6 +109,8 @@ class Trace:
     first_seen: np.ndarray  # per pair, ns, over every row including summary rows
     start: pd.Timestamp  # span of the whole trace (NaT when nothing is dated)
     end: pd.Timestamp
+    every: np.ndarray  # positions in ``source`` of every row of the direction (summary rows passed over too)
+    every_pair: np.ndarray  # their pair codes (numbered in order of first appearance)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -147,6 +155,26 @@ class Trace:
         frame.attrs.update(start=or_none(self.start), end=or_none(self.end))
         return frame
 
+    def pair_order(self) -> np.ndarray:
+        """Per pair, where its first row lies in the whole table: its ``_seq`` (the table order of a partition,
+        :data:`analysis.backends.partitions.SEQ`), else its position."""
+        pair = self.every_pair
+        first = np.flatnonzero(np.r_[True, pair[1:] > np.maximum.accumulate(pair)[:-1]]) if len(pair) else pair
+        rows = self.every[first]
+        return self.source[SEQ].to_numpy()[rows] if SEQ in self.source else rows
+
+    def messages(self, pairs: np.ndarray) -> np.ndarray:
+        """The message of each of ``pairs`` as text that names it in every partition alike: "t" + trace id, else
+        "m" + message id, else "p" + :meth:`pair_order` (a message of its own)."""
+        rows = self.positions[self.first_row[pairs]]
+        key = ("t" + _take(self.source["trace_id"], rows).astype(STRING)).to_numpy(dtype=object, na_value=None)
+        untraced = np.flatnonzero(pd.isna(key))
+        if len(untraced):
+            message = "m" + _take(self.source["message_id"], rows[untraced]).astype(STRING)
+            order = "p" + pd.Series(self.pair_order()[pairs[untraced]]).astype(STRING)
+            key[untraced] = message.fillna(order).to_numpy(dtype=object)
+        return key
+
 
 def _take(series: pd.Series, positions: np.ndarray) -> pd.Series:
     if len(positions) == len(series) and (positions == np.arange(len(series))).all():  # every row, in order
@@ -167,6 +195,43 @@ def check_tagged(tagged: Any, needed: tuple[str, ...]) -> None:
     if len(tags) < len(missing):
         text += "; the other columns come from analysis.load_trace()"
     raise ValueError(text)
+
+
+def check_input(frame: Any, *, needed: tuple[str, ...] = (), direction: str | None = "outbound",
+                sort: str | None = None, freq: str | None = None, by: str | None = None, **_: Any) -> None:
+    """What every summary checks before anything is computed (on a Dask DataFrame: on its empty ``_meta``): the
+    columns it reads (:func:`check_tagged`) and its options ``direction``, ``sort``, ``freq``, ``by``."""
+    if freq is not None and pd.Timedelta(freq) <= pd.Timedelta(0):
+        raise ValueError(f"freq {freq!r}: expected a positive period such as '1h' or '1D'")
+    if by is not None and by not in ("range", "published"):
+        raise ValueError(f"by {by!r}: expected 'range' or 'published'")
+    check_tagged(frame, needed)
+    if direction is not None and direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r}: expected one of {', '.join(DIRECTIONS)} or None")
+    if sort is not None and sort not in SORTS:
+        raise ValueError(f"sort {sort!r}: expected one of {', '.join(SORTS)}")
+
+
+def _span(parts: list[Any]) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """The whole trace's start and end from the ``attrs`` of every partition's result."""
+    starts = [p.attrs["start"] for p in parts if p.attrs.get("start") is not None]
+    ends = [p.attrs["end"] for p in parts if p.attrs.get("end") is not None]
+    return (min(starts) if starts else None), (max(ends) if ends else None)
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The partitions' frames one after the other (a single one as it is: pandas would copy it)."""
+    return parts[0].reset_index(drop=True) if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def _stamped(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
+    frame.attrs.update(start=start, end=end)
+    return frame
+
+
+def _whole_span(start: pd.Timestamp | None, end: pd.Timestamp | None, options: dict[str, Any]) -> dict[str, Any]:
+    """For a summary whose steps see only some rows of the trace (regrouped): the trace's span, to stamp."""
+    return {**options, "span": (start, end)}
 
 
 def prepare(tagged: pd.DataFrame, direction: str | None, needed: tuple[str, ...] = ()) -> Trace:
@@ -192,10 +257,11 @@ def prepare(tagged: pd.DataFrame, direction: str | None, needed: tuple[str, ...]
     summary = _take(tagged["source_format"], chosen).isin(SUMMARY_FORMATS).to_numpy(dtype=bool)
     detailed = np.bincount(pair[~summary], minlength=n_pairs) > 0
     keep = ~summary | ~detailed[pair]
-    pair, summary = pair[keep], summary[keep]
-    first_row = np.full(n_pairs, len(pair), dtype=np.int64)
-    np.minimum.at(first_row, pair, np.arange(len(pair)))
-    return Trace(tagged, chosen[keep], pair, summary, n_pairs, first_row, pair_message, first_seen, start, end)
+    kept = pair[keep]
+    first_row = np.full(n_pairs, len(kept), dtype=np.int64)
+    np.minimum.at(first_row, kept, np.arange(len(kept)))
+    return Trace(tagged, chosen[keep], kept, summary[keep], n_pairs, first_row, pair_message, first_seen, start, end,
+                 every=chosen, every_pair=pair)
 
 
 def _kinds(t: Trace) -> np.ndarray:
@@ -386,16 +452,6 @@ def _arrow_strings(labels: Any) -> pa.Array:
     return pa.array(np.asarray(labels, dtype=object), type=pa.string())
 
 
-def _top_labels(groups: np.ndarray, codes: np.ndarray, labels: pd.Index, n_groups: int, top: int = 3) -> pd.Series:
-    """Per group, its ``top`` most frequent labels as ``"a.com (12), b.com (3)"``."""
-    ok = (groups >= 0) & (codes >= 0)
-    counts = pd.DataFrame({"g": groups[ok], "c": codes[ok]}).value_counts(sort=False).reset_index(name="n")
-    counts = counts.sort_values(["g", "n", "c"], ascending=[True, False, True], kind="stable")
-    counts = counts[counts.groupby("g").cumcount().to_numpy() < top].reset_index(drop=True)
-    text = [f"{name} ({n})" for name, n in zip(_label(counts["c"].to_numpy(), labels), counts["n"], strict=True)]
-    return _join_in_order(counts["g"].to_numpy(), np.arange(len(counts)), text, n_groups, ", ")
-
-
 # ---------------------------------------------------------------- per message+recipient
 
 @dataclass
@@ -434,19 +490,12 @@ def pair_outcomes(t: Trace) -> Pairs:
                   _group_max(pair[defer], ns[defer], n), outcome_at, _elapsed(outcome_at, t.first_seen))
 
 
-@dispatch
-def message_timelines(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
-    """One row per message+recipient: its retries, what it ran into and how it ended.
+_TIMELINE_COLUMNS = ("sender", "subject", "remote_host", "remote_ip", "exo_host", "exo_ip")
 
-    Columns: message (trace id, else message id), trace_id, message_id, recipient, recipient_domain, sender,
-    subject, first_seen, first_deferral, deferrals, attempts (deferrals plus the final delivery or rejection;
-    an expiry is no attempt), mean_retry_minutes (mean gap between dated attempts), outcome (see OUTCOMES),
-    outcome_at, to_outcome_minutes (first seen to outcome), causes (distinct causes of its deferrals and
-    failures, in order), final_cause, last_reply, remote_hosts, remote_ips (recipient side, in order tried),
-    exo_hosts, exo_ips (Exchange Online servers and source IPs used). Identity columns come from the first row
-    of each message+recipient. Sorted by first seen.
-    """
-    t = prepare(tagged, direction, ("sender", "subject", "remote_host", "remote_ip", "exo_host", "exo_ip"))
+
+def _timelines_step(tagged: pd.DataFrame, direction: str | None) -> pd.DataFrame:
+    """A partition's message+recipients, with their first row's place in the table (``_first_seq``) to sort by."""
+    t = prepare(tagged, direction, _TIMELINE_COLUMNS)
     pairs = pair_outcomes(t)
     n = t.n_pairs
     order = _order(t.pair, t.ns())
@@ -490,19 +539,37 @@ def message_timelines(tagged: pd.DataFrame, *, direction: str | None = "outbound
         "remote_ips": in_order("remote_ip"),
         "exo_hosts": in_order("exo_host"),
         "exo_ips": in_order("exo_ip"),
+        "_first_seq": t.pair_order(),
     })
-    sort = np.lexsort((out["recipient"].to_numpy(dtype=object, na_value=""),
-                       np.where(pairs.first_seen == NAT, NEVER, pairs.first_seen)))
-    return t.stamp(out.iloc[sort].reset_index(drop=True))
+    return t.stamp(out)
 
 
-@dispatch
-def retry_intervals(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
-    """One row per retry: the gap between two consecutive dated delivery attempts of a message+recipient.
+def _timelines_combine(parts: list[pd.DataFrame], direction: str | None) -> pd.DataFrame:
+    """Every partition's message+recipients, by first seen, recipient, then their first row in the table."""
+    out = _concat(parts)
+    seen = _ns(out["first_seen"])
+    order = np.lexsort((out["_first_seq"].to_numpy(), out["recipient"].to_numpy(dtype=object, na_value=""),
+                        np.where(seen == NAT, NEVER, seen)))
+    return _stamped(out.iloc[order].drop(columns="_first_seq").reset_index(drop=True), *_span(parts))
 
-    Columns: message, recipient, recipient_domain, at (the retry), interval_minutes, cause (of the attempt that
-    was retried, i.e. the deferral before the gap). Sorted by message+recipient, then time.
+
+@summary(Summary(_timelines_step, _timelines_combine, functools.partial(check_input, needed=_TIMELINE_COLUMNS),
+                 (*REQUIRED, *_TIMELINE_COLUMNS)))
+def message_timelines(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
+    """One row per message+recipient: its retries, what it ran into and how it ended.
+
+    Columns: message (trace id, else message id), trace_id, message_id, recipient, recipient_domain, sender,
+    subject, first_seen, first_deferral, deferrals, attempts (deferrals plus the final delivery or rejection;
+    an expiry is no attempt), mean_retry_minutes (mean gap between dated attempts), outcome (see OUTCOMES),
+    outcome_at, to_outcome_minutes (first seen to outcome), causes (distinct causes of its deferrals and
+    failures, in order), final_cause, last_reply, remote_hosts, remote_ips (recipient side, in order tried),
+    exo_hosts, exo_ips (Exchange Online servers and source IPs used). Identity columns come from the first row
+    of each message+recipient. Sorted by first seen.
     """
+
+
+def _retries_step(tagged: pd.DataFrame, direction: str | None) -> pd.DataFrame:
+    """A partition's retries, with their message+recipient's first row in the table (``_first_seq``)."""
     t = prepare(tagged, direction)
     ns = t.ns()
     dated = np.flatnonzero(np.isin(t.kind, (DEFER, DELIVERED, FAILED)) & ~t.summary & (ns != NAT))
@@ -517,8 +584,27 @@ def retry_intervals(tagged: pd.DataFrame, *, direction: str | None = "outbound")
         "at": stamps(stamp[retry]),
         "interval_minutes": (stamp[retry] - stamp[retry - 1]) / 60e9,
         "cause": cause_categorical(cause[retry - 1]),
+        "_first_seq": t.pair_order()[pair[retry]],
     })
     return t.stamp(out)
+
+
+def _retries_combine(parts: list[pd.DataFrame], direction: str | None) -> pd.DataFrame:
+    """Every partition's retries, by their message+recipient's first row in the table (then time, as they come)."""
+    out = _concat(parts)
+    first = out["_first_seq"].to_numpy()
+    if (first[1:] < first[:-1]).any():
+        out = out.iloc[np.argsort(first, kind="stable")]
+    return _stamped(out.drop(columns="_first_seq").reset_index(drop=True), *_span(parts))
+
+
+@summary(Summary(_retries_step, _retries_combine, check_input, REQUIRED))
+def retry_intervals(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
+    """One row per retry: the gap between two consecutive dated delivery attempts of a message+recipient.
+
+    Columns: message, recipient, recipient_domain, at (the retry), interval_minutes, cause (of the attempt that
+    was retried, i.e. the deferral before the gap). Sorted by message+recipient, then time.
+    """
 
 
 @dispatch
@@ -628,7 +714,32 @@ def pair_domains(t: Trace) -> tuple[np.ndarray, pd.Index]:
     return with_na_label(codes[t.first_row], labels, "(no domain)")
 
 
-@dispatch
+def _domains_step(tagged: pd.DataFrame, sort: str, direction: str | None) -> pd.DataFrame:
+    t = prepare(tagged, direction, ("gateway",))
+    group, labels = pair_domains(t)
+    out = group_summary(t, pair_outcomes(t), group, labels, "recipient_domain", sort)
+    codes, gateways = t.codes("gateway")
+    gateway = pd.Series(_label(mode_per_group(group[t.pair], codes, len(labels))[0], gateways),
+                        index=pd.Index(labels, dtype=object))
+    out["gateway"] = pd.array(gateway.reindex(out["recipient_domain"].to_numpy(dtype=object)).to_numpy(),
+                              dtype=STRING)
+    return t.stamp(out)
+
+
+def _sorted_groups(parts: list[pd.DataFrame], name: str, sort: str) -> pd.DataFrame:
+    """Every partition's groups (none in two partitions) in the order of ``sort`` (:data:`SORTS`), ties by name."""
+    keys, ascending = SORTS[sort]
+    return _concat(parts).sort_values(
+        [*keys, name], ascending=[ascending] * len(keys) + [True], na_position="last", kind="stable",
+        ignore_index=True)
+
+
+def _domains_combine(parts: list[pd.DataFrame], sort: str, direction: str | None) -> pd.DataFrame:
+    return _stamped(_sorted_groups(parts, "recipient_domain", sort), *_span(parts))
+
+
+@summary(Summary(_domains_step, _domains_combine, functools.partial(check_input, needed=("gateway",)),
+                 (*REQUIRED, "gateway")))
 def summarize_domains(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound"
                       ) -> pd.DataFrame:
     """One row per recipient domain: delivery outcomes, deferrals, delays, dominant cause and gateway.
@@ -644,84 +755,225 @@ def summarize_domains(tagged: pd.DataFrame, *, sort: str = "impact", direction: 
     the mail weighs most, who still waits next, who got it late least. ``sort``: impact (default; ties by
     recipients, deferrals), deferrals, failed, pending, recipients, max_delay, first_deferral or name.
     """
-    t = prepare(tagged, direction, ("gateway",))
-    group, labels = pair_domains(t)
-    out = group_summary(t, pair_outcomes(t), group, labels, "recipient_domain", sort)
-    codes, gateways = t.codes("gateway")
-    gateway = pd.Series(_label(mode_per_group(group[t.pair], codes, len(labels))[0], gateways),
-                        index=pd.Index(labels, dtype=object))
-    out["gateway"] = pd.array(gateway.reindex(out["recipient_domain"].to_numpy(dtype=object)).to_numpy(),
-                              dtype=STRING)
-    return t.stamp(out)
 
 
-def _breakdown(tagged: pd.DataFrame, column: str, na_label: str, sort: str, direction: str | None) -> pd.DataFrame:
-    t = prepare(tagged, direction, (column,))
+def _pair_groups(t: Trace, column: str, na_label: str) -> tuple[np.ndarray, pd.Index]:
+    """Per pair, its group: its most frequent ``column`` (``na_label`` when none), and the groups' labels."""
     codes, labels = t.codes(column)
-    group, labels = with_na_label(mode_per_group(t.pair, codes, t.n_pairs)[0], labels, na_label)
-    out = group_summary(t, pair_outcomes(t), group, labels, column, sort)
+    return with_na_label(mode_per_group(t.pair, codes, t.n_pairs)[0], labels, na_label)
+
+
+def _breakdown_key(tagged: pd.DataFrame, column: str, na_label: str, direction: str | None, **_: Any) -> pd.Series:
+    """Each row's group, its message+recipient's (:func:`_pair_groups`); rows of another direction: NA. (Summary
+    rows the summaries pass over go with their message+recipient: they count for its first time.)"""
+    t = prepare(tagged, direction, (column,))
+    group, labels = _pair_groups(t, column, na_label)
+    out = np.full(len(tagged), None, dtype=object)
+    out[t.every] = np.asarray(labels, dtype=object)[group[t.every_pair]]
+    return pd.Series(out, index=tagged.index)
+
+
+def _breakdown_step(tagged: pd.DataFrame, groups: pd.Series | None, column: str, na_label: str, sort: str,
+                    direction: str | None, **_: Any) -> pd.DataFrame:
+    """The domain summary per group, on whole groups: ``groups`` from :func:`_breakdown_key` (None: found here)."""
+    t = prepare(tagged, direction, (column,))
+    if groups is None:
+        group, labels = _pair_groups(t, column, na_label)
+    else:
+        group, labels = pd.factorize(groups.to_numpy(dtype=object)[t.positions[t.first_row]])
+    out = group_summary(t, pair_outcomes(t), group, pd.Index(labels, dtype=object), column, sort)
     domains = pd.Series(_nunique(group, pair_domains(t)[0], len(labels)), index=pd.Index(labels, dtype=object))
     out.insert(2, "domains", domains.reindex(out[column].to_numpy(dtype=object)).to_numpy())
-    return t.stamp(out)
+    return out
 
 
-@dispatch
+def _breakdown_combine(parts: list[pd.DataFrame], column: str, span: tuple[Any, Any], sort: str, **_: Any
+                       ) -> pd.DataFrame:
+    return _stamped(_sorted_groups(parts, column, sort), *span)
+
+
+def _breakdown(column: str, na_label: str) -> Summary:
+    """A domain summary per group of message+recipients that spans sites (a gateway, a connector)."""
+    names = {"column": column, "na_label": na_label}
+    return Summary(functools.partial(_breakdown_step, **names), functools.partial(_breakdown_combine, column=column),
+                   functools.partial(check_input, needed=(column,)), (*REQUIRED, column),
+                   regroup=functools.partial(_breakdown_key, **names), whole=_whole_span)
+
+
+@summary(_breakdown("gateway", "(not identified)"))
 def by_gateway(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
     """The domain summary per recipient gateway vendor, plus ``domains``: each message+recipient counts under its
     most frequent gateway ("(not identified)" when none was recognized)."""
-    return _breakdown(tagged, "gateway", "(not identified)", sort, direction)
 
 
-@dispatch
+@summary(_breakdown("connector", "(none)"))
 def by_connector(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
     """The domain summary per outbound connector, plus ``domains`` ("(none)" when the export names no connector)."""
-    return _breakdown(tagged, "connector", "(none)", sort, direction)
 
 
-@dispatch
+_REFUSED = (DEFER, FAILED, EXPIRED)  # the row kinds top_replies, summarize_causes and dominant causes count
+_GROUP_KEYS = ["text", "cause"]  # a group of refusals: normalized reply ("" when by cause) and cause (-1: none)
+TOP_DOMAINS = 3  # domains named per group of refusals (top_domains)
+
+
+def _refusals_step(tagged: pd.DataFrame, direction: str | None, by: str, **_: Any
+                   ) -> tuple[tuple[pd.DataFrame, pd.DataFrame], pd.DataFrame]:
+    """A partition's deferrals and failures grouped by normalized reply and cause (``by="reply"``) or by cause:
+    per group its counts, times and earliest reply (stamped with the span), per group and domain its events; and
+    the keys, its distinct group+message pairs (a message can span partitions; pairs and domains cannot)."""
+    t = prepare(tagged, direction)
+    cause = t.causes()
+    refused = np.isin(t.kind, _REFUSED)
+    if by == "reply":
+        chosen = np.flatnonzero(refused & t.notna("reply"))
+        replies = t.at(chosen, "reply")["reply"]
+        text_codes, texts = pd.factorize(normalize_replies(replies))
+    else:
+        chosen = np.flatnonzero(refused & (cause >= 0))
+        replies = pd.Series(np.full(len(chosen), None, dtype=object))
+        text_codes, texts = np.zeros(len(chosen), dtype=np.int64), pd.Index([""])
+    width = len(CAUSES) + 1
+    group, keys = pd.factorize(text_codes * width + (cause[chosen] + 1))
+    k, pair, ns = len(keys), t.pair[chosen], t.ns()[chosen]
+    seq = t.source[SEQ].to_numpy()[t.positions[chosen]] if SEQ in t.source else t.positions[chosen]
+    first = np.full(k, len(chosen), dtype=np.int64)
+    np.minimum.at(first, group, np.arange(len(chosen)))
+    domain, domain_labels = pair_domains(t)
+    earliest = _group_min(group, ns, k)
+    groups = pd.DataFrame({
+        "text": _label(keys // width, texts),
+        "cause": (keys % width - 1).astype(np.int64),
+        "events": np.bincount(group, minlength=k),
+        "deferrals": np.bincount(group[t.kind[chosen] == DEFER], minlength=k),
+        "recipients": _nunique(group, pair, k),
+        "domains": _nunique(group, domain[pair], k),
+        "first_seq": seq[first].astype(np.int64),
+        "first_ns": np.where(earliest == NAT, NEVER, earliest),
+        "last_ns": _group_max(group, ns, k),
+        "example": replies.iloc[first].astype(object).to_numpy(),
+    })
+    # per group its TOP_DOMAINS domains here: a domain lies in one partition, so the top ones of every partition
+    # hold the top ones of the whole trace (the same order: most events, then name, "(no domain)" last)
+    labels = np.asarray(domain_labels, dtype=object)
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[np.lexsort((labels.astype(str), labels == "(no domain)"))] = np.arange(len(labels))
+    counts = pd.Series(group * max(len(labels), 1) + domain[pair]).value_counts(sort=False)
+    per_group, per_domain = np.divmod(counts.index.to_numpy(), max(len(labels), 1))
+    n = counts.to_numpy(dtype=np.int64)
+    order = np.lexsort((rank[per_domain], -n, per_group))
+    starts = np.searchsorted(per_group[order], per_group[order], side="left")
+    order = order[np.arange(len(order)) - starts < TOP_DOMAINS]
+    domains = pd.DataFrame({"text": groups["text"].to_numpy()[per_group[order]],
+                            "cause": groups["cause"].to_numpy()[per_group[order]],
+                            "domain": labels[per_domain[order]], "n": n[order]})
+    message = t.pair_message[pair]
+    distinct = pd.Series(group * (int(message.max(initial=0)) + 1) + message).drop_duplicates().index.to_numpy()
+    messages = pd.DataFrame({"text": groups["text"].to_numpy()[group[distinct]],
+                             "cause": groups["cause"].to_numpy()[group[distinct]],
+                             "message": t.messages(pair[distinct])})
+    return (t.stamp(groups), domains), messages
+
+
+def _messages_per_group(keys: Any) -> Any:
+    """Distinct messages per group of refusals, from every partition's keys (a pandas or a Dask DataFrame)."""
+    return keys.drop_duplicates().groupby(_GROUP_KEYS).size()
+
+
+def _refusal_totals(parts: list[tuple[pd.DataFrame, pd.DataFrame]], counted: pd.Series
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every partition's groups added up (with the earliest example and the distinct messages ``counted``), and
+    the events per group and domain."""
+    groups = _concat([g for g, _ in parts])
+    code, keys = pd.factorize(pd.MultiIndex.from_frame(groups[_GROUP_KEYS]))
+    k = len(keys)
+
+    def added(name: str) -> np.ndarray:
+        return np.bincount(code, weights=groups[name].to_numpy(), minlength=k).astype(np.int64)
+
+    first_seq = groups["first_seq"].to_numpy()
+    earliest = np.full(k, NEVER, dtype=np.int64)
+    np.minimum.at(earliest, code, first_seq)
+    example = np.flatnonzero(first_seq == earliest[code])  # the row of each group's earliest reply
+    first_ns, last_ns = np.full(k, NEVER, dtype=np.int64), np.full(k, NAT, dtype=np.int64)
+    np.minimum.at(first_ns, code, groups["first_ns"].to_numpy())
+    np.maximum.at(last_ns, code, groups["last_ns"].to_numpy())
+    totals = pd.DataFrame({
+        "text": keys.get_level_values(0).to_numpy(dtype=object), "cause": keys.get_level_values(1).to_numpy(),
+        **{name: added(name) for name in ("events", "deferrals", "recipients", "domains")},
+        "first_seq": earliest, "first_ns": first_ns, "last_ns": last_ns,
+        "example": pd.Series(groups["example"].to_numpy()[example], index=code[example]).reindex(range(k)).to_numpy(),
+        "messages": counted.reindex(keys, fill_value=0).to_numpy(dtype=np.int64),
+    })
+    return totals, _concat([d for _, d in parts])
+
+
+def _top_domains(domains: pd.DataFrame, keys: list[str], groups: pd.DataFrame, top: int = TOP_DOMAINS
+                 ) -> pd.Series:
+    """Per group (rows of ``groups``): its ``top`` domains as ``"a.com (12), b.com (3)"``, most events first, ties
+    by name ("(no domain)" last)."""
+    def index(frame: pd.DataFrame) -> pd.Index:
+        return pd.MultiIndex.from_frame(frame[keys]) if len(keys) > 1 else pd.Index(frame[keys[0]])
+
+    domains = domains[index(domains).isin(index(groups))]  # only the groups asked for
+    if not len(domains):
+        return pd.Series(pd.array([pd.NA] * len(groups), dtype=STRING))
+    ranked = domains.assign(_none=domains["domain"].eq("(no domain)"))
+    ranked = ranked.sort_values([*keys, "n", "_none", "domain"], ascending=[True] * len(keys) + [False, True, True],
+                                kind="stable")
+    ranked = ranked[ranked.groupby(keys, sort=False).cumcount().to_numpy() < top]
+    text = ranked["domain"].astype(str) + " (" + ranked["n"].astype(str) + ")"
+    joined = text.groupby([ranked[k] for k in keys], sort=False).agg(", ".join)
+    return pd.Series(pd.array(joined.reindex(index(groups)).to_numpy(dtype=object), dtype=STRING))
+
+
+def _stamps(ns: pd.Series) -> pd.Series:
+    """UTC timestamps from ns (the largest or smallest int64: NaT)."""
+    values = ns.to_numpy(dtype=np.int64)
+    return stamps(np.where(values == NEVER, NAT, values))
+
+
+def _causes_combine(parts: list[tuple[pd.DataFrame, pd.DataFrame]], counted: pd.Series, **_: Any) -> pd.DataFrame:
+    groups, domains = _refusal_totals(parts, counted)
+    k = len(CAUSES)
+    full = groups.set_index("cause").reindex(range(k))
+    events = full["events"].fillna(0).to_numpy(dtype=np.int64)
+    deferrals = full["deferrals"].fillna(0).to_numpy(dtype=np.int64)
+    out = pd.DataFrame({
+        "cause": cause_categorical(np.arange(k)),
+        "events": events,
+        "deferrals": deferrals,
+        "failures": events - deferrals,
+        "recipients": full["recipients"].fillna(0).to_numpy(dtype=np.int64),
+        "messages": full["messages"].fillna(0).to_numpy(dtype=np.int64),
+        "domains": full["domains"].fillna(0).to_numpy(dtype=np.int64),
+        "share": events / max(int(events.sum()), 1),
+        "top_domains": _top_domains(domains, ["cause"], pd.DataFrame({"cause": np.arange(k)})),
+    })
+    out = out[events > 0].sort_values(["recipients", "events"], ascending=False, kind="stable", ignore_index=True)
+    return _stamped(out, *_span([g for g, _ in parts]))
+
+
+@summary(Summary(functools.partial(_refusals_step, by="cause"), _causes_combine, check_input, REQUIRED,
+                 count=_messages_per_group))
 def summarize_causes(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> pd.DataFrame:
     """One row per cause seen on deferrals and failures, most recipients first.
 
     Columns: cause, events (deferrals + failures), deferrals, failures (expiries included), recipients and
     messages affected, domains, share (of all deferral and failure events), top_domains (three, with counts).
     """
-    t = prepare(tagged, direction)
-    cause = t.causes()
-    chosen = np.isin(t.kind, (DEFER, FAILED, EXPIRED)) & (cause >= 0)
-    group, pair, kind = cause[chosen], t.pair[chosen], t.kind[chosen]
-    domain, domain_labels = pair_domains(t)
-    k = len(CAUSES)
-    events = np.bincount(group, minlength=k)
-    out = pd.DataFrame({
-        "cause": cause_categorical(np.arange(k)),
-        "events": events,
-        "deferrals": np.bincount(group[kind == DEFER], minlength=k),
-        "failures": np.bincount(group[kind != DEFER], minlength=k),
-        "recipients": _nunique(group, pair, k),
-        "messages": _nunique(group, t.pair_message[pair], k),
-        "domains": _nunique(group, domain[pair], k),
-        "share": events / max(int(events.sum()), 1),
-        "top_domains": _top_labels(group, domain[pair], domain_labels, k),
-    })
-    out = out[events > 0].sort_values(["recipients", "events"], ascending=False, kind="stable", ignore_index=True)
-    return t.stamp(out)
 
 
-@dispatch
-def headline(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> dict[str, Any]:
-    """The numbers for a first screen: messages, recipients, deferred (recipients), deferrals (events), delivered,
-    delivered_after_deferral, failed, expired, pending, domains, worst_domain (by impact) and its impact,
-    dominant_cause and the share of deferred or failed recipients it hit, and the trace's start and end (UTC)."""
+def _headline_step(tagged: pd.DataFrame, direction: str | None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A partition's share of headline: its domain summary, pair counts and causes; the keys: its messages."""
     t = prepare(tagged, direction)
     pairs = pair_outcomes(t)
     group, labels = pair_domains(t)
-    domains = group_summary(t, pairs, group, labels, "recipient_domain", "impact")
     outcome, deferred = pairs.outcome, pairs.deferrals > 0
-    cause, share = _dominant_cause(t, np.zeros(t.n_pairs, dtype=np.int64), 1)
-    worst = domains.iloc[0] if len(domains) and domains["impact"].iloc[0] > 0 else None
     delivered = outcome == OUTCOMES.index("delivered")
-    return {
-        "messages": len(np.unique(t.pair_message)),
+    hit = np.isin(t.kind, _REFUSED)
+    pair, cause = distinct_pairs(t.pair[hit], t.causes()[hit])
+    numbers = {
+        "domains": t.stamp(group_summary(t, pairs, group, labels, "recipient_domain", "impact")),
         "recipients": t.n_pairs,
         "deferred": int(deferred.sum()),
         "deferrals": int(pairs.deferrals.sum()),
@@ -730,35 +982,57 @@ def headline(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> dic
         "failed": int(np.isin(outcome, (OUTCOMES.index("failed"), OUTCOMES.index("expired"))).sum()),
         "expired": int((outcome == OUTCOMES.index("expired")).sum()),
         "pending": int((outcome == PENDING).sum()),
+        "cause_pairs": np.bincount(cause[cause >= 0], minlength=len(CAUSES)),
+        "hit_pairs": len(np.unique(pair)),
+    }
+    one_pair = pd.Series(t.pair_message).drop_duplicates().index.to_numpy()  # a pair of each message
+    return numbers, pd.DataFrame({"message": t.messages(one_pair)})
+
+
+def _distinct_messages(keys: Any) -> Any:
+    """The number of distinct messages in every partition's keys (a pandas or a Dask DataFrame)."""
+    return keys["message"].nunique()
+
+
+def _headline_combine(parts: list[dict[str, Any]], counted: int, direction: str | None) -> dict[str, Any]:
+    domains = _sorted_groups([p["domains"] for p in parts], "recipient_domain", "impact")
+    hits = np.sum([p["cause_pairs"] for p in parts], axis=0)
+    cause = int(np.argmax(hits)) if hits.max(initial=0) > 0 else -1  # ties: the lower code, as mode_per_group
+    worst = domains.iloc[0] if len(domains) and domains["impact"].iloc[0] > 0 else None
+    start, end = _span([p["domains"] for p in parts])
+    return {
+        "messages": int(counted),
+        **{name: int(sum(p[name] for p in parts)) for name in (
+            "recipients", "deferred", "deferrals", "delivered", "delivered_after_deferral", "failed", "expired",
+            "pending")},
         "domains": len(domains),
         "worst_domain": None if worst is None else str(worst["recipient_domain"]),
         "worst_domain_impact": 0 if worst is None else int(worst["impact"]),
-        "dominant_cause": None if cause[0] < 0 else CAUSES[cause[0]],
-        "dominant_cause_share": None if cause[0] < 0 else float(share[0]),
-        "start": or_none(t.start),
-        "end": or_none(t.end),
+        "dominant_cause": None if cause < 0 else CAUSES[cause],
+        "dominant_cause_share": None if cause < 0 else float(hits[cause] / max(sum(p["hit_pairs"] for p in parts), 1)),
+        "start": start,
+        "end": end,
     }
+
+
+@summary(Summary(_headline_step, _headline_combine, check_input, REQUIRED, count=_distinct_messages))
+def headline(tagged: pd.DataFrame, *, direction: str | None = "outbound") -> dict[str, Any]:
+    """The numbers for a first screen: messages, recipients, deferred (recipients), deferrals (events), delivered,
+    delivered_after_deferral, failed, expired, pending, domains, worst_domain (by impact) and its impact,
+    dominant_cause and the share of deferred or failed recipients it hit, and the trace's start and end (UTC)."""
 
 
 # ---------------------------------------------------------------- queue ages (qshape)
 
-@dispatch
-def queue_ages(tagged: pd.DataFrame, now: Any = None, *, rollup_parent: bool = False, min_subdomains: int = 5,
-               direction: str | None = "outbound") -> pd.DataFrame:
-    """qshape for Exchange Online: message+recipients still pending at ``now``, by recipient domain and age.
+def _queue_now(start: pd.Timestamp | None, end: pd.Timestamp | None, options: dict[str, Any]) -> dict[str, Any]:
+    """``now``: as given (naive: UTC), else the trace's last timestamp; NaT when neither is known."""
+    now = end if options["now"] is None else as_utc(options["now"])
+    return {**options, "now": pd.NaT if now is None else now}
 
-    A pair is pending at ``now`` (default: the trace's last timestamp; naive times are UTC) when it was deferred
-    at or before ``now`` and had no final event (delivered, failed, expired) by then; its age is ``now`` minus its
-    first deferral. Columns are qshape's: ``T`` (the row total), then ``5``, ``10``, ... ``1280`` holding ages in
-    [0, 5), [5, 10), ... [640, 1280) minutes (named by the exclusive upper limit, each twice the previous) and
-    ``1280+`` for 1280 minutes (about 21 h) or more. The first row is ``TOTAL``; domains follow by total, then
-    name length and name, as qshape sorts them. ``rollup_parent=True`` adds qshape -p rows: ``.parent`` (such as
-    ``.example.com``; never a top-level domain) summing its proper subdomains, shown when it has at least
-    ``min_subdomains`` of them (qshape -m). Nothing pending: only the TOTAL row, all zero. ``attrs["now"]``:
-    the reference time.
-    """
+
+def _queue_step(tagged: pd.DataFrame, now: pd.Timestamp, direction: str | None, **_: Any) -> pd.DataFrame:
+    """A partition's pending message+recipients at ``now`` per recipient domain and age bucket (domains with any)."""
     t = prepare(tagged, direction)
-    now = t.end if now is None else (as_utc(now) or pd.NaT)
     counts = pd.DataFrame(np.zeros((0, len(AGE_BUCKETS)), dtype=np.int64), columns=list(AGE_BUCKETS),
                           index=pd.Index([], dtype=object))
     if not pd.isna(now) and t.n_pairs:
@@ -773,10 +1047,31 @@ def queue_ages(tagged: pd.DataFrame, now: Any = None, *, rollup_parent: bool = F
         matrix = np.bincount(group[pending] * b + bucket, minlength=k * b).reshape(k, b)
         counts = pd.DataFrame(matrix, index=pd.Index(labels, dtype=object), columns=list(AGE_BUCKETS))
         counts = counts[counts.sum(axis=1).to_numpy() > 0]
-    out = queue_table(counts, rollup_parent, min_subdomains)
-    t.stamp(out)
+    return t.stamp(counts)
+
+
+def _queue_combine(parts: list[pd.DataFrame], now: pd.Timestamp, rollup_parent: bool, min_subdomains: int,
+                   **_: Any) -> pd.DataFrame:
+    out = _stamped(queue_table(pd.concat(parts), rollup_parent, min_subdomains), *_span(parts))
     out.attrs["now"] = or_none(now)
     return out
+
+
+@summary(Summary(_queue_step, _queue_combine, check_input, REQUIRED, whole=_queue_now))
+def queue_ages(tagged: pd.DataFrame, now: Any = None, *, rollup_parent: bool = False, min_subdomains: int = 5,
+               direction: str | None = "outbound") -> pd.DataFrame:
+    """qshape for Exchange Online: message+recipients still pending at ``now``, by recipient domain and age.
+
+    A pair is pending at ``now`` (default: the trace's last timestamp; naive times are UTC) when it was deferred
+    at or before ``now`` and had no final event (delivered, failed, expired) by then; its age is ``now`` minus its
+    first deferral. Columns are qshape's: ``T`` (the row total), then ``5``, ``10``, ... ``1280`` holding ages in
+    [0, 5), [5, 10), ... [640, 1280) minutes (named by the exclusive upper limit, each twice the previous) and
+    ``1280+`` for 1280 minutes (about 21 h) or more. The first row is ``TOTAL``; domains follow by total, then
+    name length and name, as qshape sorts them. ``rollup_parent=True`` adds qshape -p rows: ``.parent`` (such as
+    ``.example.com``; never a top-level domain) summing its proper subdomains, shown when it has at least
+    ``min_subdomains`` of them (qshape -m). Nothing pending: only the TOTAL row, all zero. ``attrs["now"]``:
+    the reference time.
+    """
 
 
 def queue_table(counts: pd.DataFrame, rollup_parent: bool, min_subdomains: int) -> pd.DataFrame:
@@ -824,7 +1119,31 @@ def normalize_replies(replies: pd.Series) -> pd.Series:
     return map_unique(pd.Series(replies, dtype=STRING), normalize).astype(STRING)
 
 
-@dispatch
+def _replies_combine(parts: list[tuple[pd.DataFrame, pd.DataFrame]], counted: pd.Series, n: int, **_: Any
+                     ) -> pd.DataFrame:
+    groups, domains = _refusal_totals(parts, counted)
+    events = groups["events"].to_numpy(dtype=np.int64)
+    top = np.lexsort((groups["first_seq"].to_numpy(), groups["text"].astype(str).to_numpy(), -events))[:max(n, 0)]
+    chosen = groups.iloc[top].reset_index(drop=True)
+    out = pd.DataFrame({
+        "reply": pd.array(chosen["text"].to_numpy(dtype=object), dtype=STRING),
+        "cause": cause_categorical(chosen["cause"].to_numpy(dtype=np.int64)),
+        "events": chosen["events"].to_numpy(dtype=np.int64),
+        "deferrals": chosen["deferrals"].to_numpy(dtype=np.int64),
+        "failures": (chosen["events"] - chosen["deferrals"]).to_numpy(dtype=np.int64),
+        "messages": chosen["messages"].to_numpy(dtype=np.int64),
+        "recipients": chosen["recipients"].to_numpy(dtype=np.int64),
+        "domains": chosen["domains"].to_numpy(dtype=np.int64),
+        "top_domains": _top_domains(domains, _GROUP_KEYS, chosen),
+        "example": pd.array(chosen["example"].to_numpy(dtype=object), dtype=STRING),
+        "first_seen": _stamps(chosen["first_ns"]),
+        "last_seen": _stamps(chosen["last_ns"]),
+    })
+    return _stamped(out, *_span([g for g, _ in parts]))
+
+
+@summary(Summary(functools.partial(_refusals_step, by="reply"), _replies_combine, check_input, REQUIRED,
+                 count=_messages_per_group))
 def top_replies(tagged: pd.DataFrame, n: int = 20, *, direction: str | None = "outbound") -> pd.DataFrame:
     """The ``n`` most frequent deferral and failure replies, grouped by cause and normalized text.
 
@@ -832,44 +1151,50 @@ def top_replies(tagged: pd.DataFrame, n: int = 20, *, direction: str | None = "o
     Columns: reply (normalized), cause, events, deferrals, failures, messages, recipients, domains,
     top_domains (three, with counts), example (one original reply), first_seen, last_seen. Most events first.
     """
-    t = prepare(tagged, direction)
-    chosen = np.flatnonzero(np.isin(t.kind, (DEFER, FAILED, EXPIRED)) & t.notna("reply"))
-    replies = t.at(chosen, "reply")["reply"]
-    text_codes, texts = pd.factorize(normalize_replies(replies))
-    width = len(CAUSES) + 1
-    group, keys = pd.factorize(text_codes * width + (t.causes()[chosen] + 1))
-    events = np.bincount(group, minlength=len(keys))
-    text_of = _label(keys // width, texts)
-    top = np.lexsort((text_of.astype(str), -events))[:max(n, 0)]
-    rank = np.full(len(keys), -1, dtype=np.int64)
-    rank[top] = np.arange(len(top))
-    g = rank[group]
-    inside = g >= 0
-    rows, g, k = chosen[inside], g[inside], len(top)
-    pair, kind, ns = t.pair[rows], t.kind[rows], t.ns()[rows]
-    domain, domain_labels = pair_domains(t)
-    first_reply = np.full(k, len(chosen), dtype=np.int64)
-    np.minimum.at(first_reply, g, np.flatnonzero(inside))
-    out = pd.DataFrame({
-        "reply": pd.array(text_of[top], dtype=STRING),
-        "cause": cause_categorical(keys[top] % width - 1),
-        "events": np.bincount(g, minlength=k),
-        "deferrals": np.bincount(g[kind == DEFER], minlength=k),
-        "failures": np.bincount(g[kind != DEFER], minlength=k),
-        "messages": _nunique(g, t.pair_message[pair], k),
-        "recipients": _nunique(g, pair, k),
-        "domains": _nunique(g, domain[pair], k),
-        "top_domains": _top_labels(g, domain[pair], domain_labels, k),
-        "example": replies.iloc[first_reply].astype(STRING).reset_index(drop=True),
-        "first_seen": stamps(_group_min(g, ns, k)),
-        "last_seen": stamps(_group_max(g, ns, k)),
-    })
-    return t.stamp(out)
 
 
 # ---------------------------------------------------------------- trends and breakdowns
 
-@dispatch
+def _hours_step(tagged: pd.DataFrame, freq: str, direction: str | None) -> pd.DataFrame:
+    """A partition's deferrals per period and cause, over the partition's own span."""
+    step = pd.Timedelta(freq)
+    t = prepare(tagged, direction)
+    if pd.isna(t.start):
+        return t.stamp(pd.DataFrame(np.zeros((0, len(CAUSES)), dtype=np.int64), columns=list(CAUSES)))
+    first = t.start.floor(step)
+    periods = int((t.end.floor(step) - first) // step) + 1
+    ns = t.ns()
+    chosen = (t.kind == DEFER) & (ns != NAT)
+    slot = (ns[chosen] - first.value) // step.value
+    cause = t.causes()[chosen]
+    cause[cause < 0] = CAUSES.index("unknown")
+    matrix = np.bincount(slot * len(CAUSES) + cause, minlength=periods * len(CAUSES))
+    index = pd.date_range(first, periods=periods, freq=step, name="period")
+    return t.stamp(pd.DataFrame(matrix.reshape(periods, len(CAUSES)), index=index, columns=list(CAUSES)))
+
+
+def _hours_combine(parts: list[pd.DataFrame], freq: str, direction: str | None) -> pd.DataFrame:
+    """Every partition's counts added up over every period of the whole trace's span."""
+    step = pd.Timedelta(freq)
+    start, end = _span(parts)
+    if start is None:
+        index = pd.DatetimeIndex([], tz="UTC", name="period")
+        out = pd.DataFrame(np.zeros((0, len(CAUSES)), dtype=np.int64), index=index, columns=list(CAUSES))
+    else:
+        first = start.floor(step)
+        index = pd.date_range(first, periods=int((end.floor(step) - first) // step) + 1, freq=step, name="period")
+        matrix = np.zeros((len(index), len(CAUSES)), dtype=np.int64)
+        for part in parts:
+            if len(part):
+                matrix += part.reindex(index=index, fill_value=0).to_numpy(dtype=np.int64)
+        out = pd.DataFrame(matrix, index=index, columns=list(CAUSES))
+    out.columns.name = "cause"
+    _stamped(out, start, end)
+    out.attrs["freq"] = step
+    return out
+
+
+@summary(Summary(_hours_step, _hours_combine, check_input, REQUIRED))
 def deferrals_by_hour(tagged: pd.DataFrame, *, freq: str = "1h", direction: str | None = "outbound"
                       ) -> pd.DataFrame:
     """Deferral events per hour (or per ``freq``, e.g. "1D") by cause, over the whole trace span.
@@ -878,31 +1203,53 @@ def deferrals_by_hour(tagged: pd.DataFrame, *, freq: str = "1h", direction: str 
     empty ones as 0. Columns: every cause of :data:`analysis.core.schema.CAUSES`, in that order (a deferral without a
     cause counts as unknown). Undated deferrals are left out. ``attrs["freq"]``: the period as a Timedelta.
     """
-    step = pd.Timedelta(freq)
-    if step <= pd.Timedelta(0):
-        raise ValueError(f"freq {freq!r}: expected a positive period such as '1h' or '1D'")
-    t = prepare(tagged, direction)
-    if pd.isna(t.start):
-        index = pd.DatetimeIndex([], tz="UTC", name="period")
-        out = pd.DataFrame(np.zeros((0, len(CAUSES)), dtype=np.int64), index=index, columns=list(CAUSES))
-    else:
-        first = t.start.floor(step)
-        periods = int((t.end.floor(step) - first) // step) + 1
-        ns = t.ns()
-        chosen = (t.kind == DEFER) & (ns != NAT)
-        slot = (ns[chosen] - first.value) // step.value
-        cause = t.causes()[chosen]
-        cause[cause < 0] = CAUSES.index("unknown")
-        matrix = np.bincount(slot * len(CAUSES) + cause, minlength=periods * len(CAUSES))
-        index = pd.date_range(first, periods=periods, freq=step, name="period")
-        out = pd.DataFrame(matrix.reshape(periods, len(CAUSES)), index=index, columns=list(CAUSES))
-    out.columns.name = "cause"
-    t.stamp(out)
-    out.attrs["freq"] = step
+
+
+def _rates_key(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | None, **_: Any) -> pd.Series:
+    """Each attempt's group (its source range or published flag); other rows NA."""
+    t, chosen, _, group, labels, _ = _attempts(tagged, endpoints, by, direction)
+    out = np.full(len(tagged), None, dtype=object)
+    out[t.positions[chosen]] = np.asarray(labels, dtype=object)[group]
+    return pd.Series(out, index=tagged.index)
+
+
+def _rates_step(tagged: pd.DataFrame, groups: pd.Series | None, endpoints: Any, by: str, direction: str | None,
+                **_: Any) -> pd.DataFrame:
+    """Attempts and deferrals per group, on whole groups (``groups`` only brought the rows together)."""
+    t, chosen, ip, group, labels, published = _attempts(tagged, endpoints, by, direction)
+    kind, cause = t.kind[chosen], t.causes()[chosen]
+    k = len(labels)
+    defer = kind == DEFER
+    attempts, deferred = np.bincount(group, minlength=k), np.bincount(group[defer], minlength=k)
+    out = pd.DataFrame({
+        _RATE_NAMES[by]: pd.array(np.asarray(labels, dtype=object), dtype=STRING),
+        "attempts": attempts,
+        "deferred": deferred,
+        "delivered": np.bincount(group[kind == DELIVERED], minlength=k),
+        "failed": np.bincount(group[kind == FAILED], minlength=k),
+        "deferral_rate": deferred / np.maximum(attempts, 1),
+        "exo_ips": _nunique(group, ip, k),
+        "domains": _nunique(group, pair_domains(t)[0][t.pair[chosen]], k),
+        "dominant_cause": cause_categorical(mode_per_group(group[defer], cause[defer], k)[0]),
+    })
+    if by == "range":
+        out.insert(1, "exo_ip_published", pd.array(published, dtype="boolean"))
     return out
 
 
-@dispatch
+def _rates_combine(parts: list[pd.DataFrame], by: str, span: tuple[Any, Any], **_: Any) -> pd.DataFrame:
+    out = _concat(parts).sort_values(["deferred", "attempts", _RATE_NAMES[by]],
+                                                          ascending=[False, False, True], kind="stable",
+                                                          ignore_index=True)
+    return _stamped(out, *span)
+
+
+_RATE_NAMES = {"range": "source_range", "published": "published"}
+_RATE_COLUMNS = ("exo_ip", "exo_ip_published")
+
+
+@summary(Summary(_rates_step, _rates_combine, functools.partial(check_input, needed=_RATE_COLUMNS),
+                 (*REQUIRED, *_RATE_COLUMNS), regroup=_rates_key, whole=_whole_span))
 def deferral_rate_by_source_range(tagged: pd.DataFrame, endpoints: Any = None, *,
                                   by: Literal["range", "published"] = "range",
                                   direction: str | None = "outbound") -> pd.DataFrame:
@@ -916,28 +1263,6 @@ def deferral_rate_by_source_range(tagged: pd.DataFrame, endpoints: Any = None, *
     delivered, failed, deferral_rate, exo_ips, domains, dominant_cause (of the deferrals). Most deferrals first.
     Filter ``tagged`` to one recipient domain to see a partner refusing some ranges and accepting others.
     """
-    t, chosen, ip, group, labels, published = _attempts(tagged, endpoints, by, direction)
-    kind, cause = t.kind[chosen], t.causes()[chosen]
-    k = len(labels)
-    defer = kind == DEFER
-    attempts, deferred = np.bincount(group, minlength=k), np.bincount(group[defer], minlength=k)
-    name = "source_range" if by == "range" else "published"
-    out = pd.DataFrame({
-        name: pd.array(np.asarray(labels, dtype=object), dtype=STRING),
-        "attempts": attempts,
-        "deferred": deferred,
-        "delivered": np.bincount(group[kind == DELIVERED], minlength=k),
-        "failed": np.bincount(group[kind == FAILED], minlength=k),
-        "deferral_rate": deferred / np.maximum(attempts, 1),
-        "exo_ips": _nunique(group, ip, k),
-        "domains": _nunique(group, pair_domains(t)[0][t.pair[chosen]], k),
-        "dominant_cause": cause_categorical(mode_per_group(group[defer], cause[defer], k)[0]),
-    })
-    if by == "range":
-        out.insert(1, "exo_ip_published", pd.array(published, dtype="boolean"))
-    out = out.sort_values(["deferred", "attempts", name], ascending=[False, False, True], kind="stable",
-                          ignore_index=True)
-    return t.stamp(out)
 
 
 def _attempts(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | None
@@ -945,9 +1270,7 @@ def _attempts(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | No
     """The attempts :func:`deferral_rate_by_source_range` counts: the trace, their positions in it, their IP
     codes, their group codes and labels (source ranges, or published flags), and per range whether any of its
     IPs is published (None for flags)."""
-    if by not in ("range", "published"):
-        raise ValueError(f"by {by!r}: expected 'range' or 'published'")
-    t = prepare(tagged, direction, ("exo_ip", "exo_ip_published"))
+    t = prepare(tagged, direction, _RATE_COLUMNS)
     ip_codes, ips = t.codes("exo_ip")
     chosen = np.flatnonzero(np.isin(t.kind, (DEFER, DELIVERED, FAILED)) & (ip_codes >= 0))
     ip = ip_codes[chosen]
@@ -964,14 +1287,6 @@ def _attempts(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | No
     range_of_ip[used] = range_codes
     published = np.bincount(range_codes, weights=published, minlength=len(labels)) > 0
     return t, chosen, ip, range_of_ip[ip], pd.Index(labels), published
-
-
-def source_range_attempts(tagged: pd.DataFrame, endpoints: Any, by: str, direction: str | None
-                          ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows of :func:`deferral_rate_by_source_range`'s attempts and the group (range or flag) of each: what
-    the Dask engine shuffles on."""
-    t, chosen, _, group, labels, _ = _attempts(tagged, endpoints, by, direction)
-    return tagged.iloc[t.positions[chosen]], np.asarray(labels, dtype=object)[group]
 
 
 def _source_ranges(ips: pd.Series, endpoints: Any) -> tuple[np.ndarray, np.ndarray]:
