@@ -264,7 +264,7 @@ def test_cause_summary():
     assert causes.loc["gateway_block", ["events", "deferrals", "failures", "recipients", "domains"]].tolist() == [
         3, 2, 1, 1, 1]
     assert causes.loc["gateway_block", "top_domains"] == "y.example (3)"
-    assert causes["share"].sum() == pytest.approx(1.0)
+    assert causes["events_share"].sum() == pytest.approx(1.0)
     assert set(causes.index) == {"gateway_block", "greylisting", "recipient_server_down", "bad_address"}
 
 

@@ -56,8 +56,22 @@ def is_expiry(event: pd.Series, enhanced_code: pd.Series, reply: pd.Series) -> n
 
 
 def message_key(trace_id: pd.Series, message_id: pd.Series) -> pd.Series:
-    """The message: its trace id (MessageTraceId / network message id), else its Message-ID (NA when neither)."""
-    return trace_id.astype(STRING).fillna(message_id.astype(STRING))
+    """The message: its trace id (MessageTraceId / network message id); a row without one (an Exchange Server
+    tracking log, a report without ids) takes the trace id that other rows give its Message-ID when they give
+    exactly one; else its Message-ID (NA when neither). So a message seen both in a tracking log and in Exchange
+    Online's trace is one message."""
+    trace = trace_id.astype(STRING)
+    missing = trace.isna().to_numpy(dtype=bool) & message_id.notna().to_numpy(dtype=bool)
+    if not missing.any():
+        return trace
+    message = message_id.astype(STRING)
+    known = pd.DataFrame({"message": message, "trace": trace}).dropna().drop_duplicates()
+    sole = known.drop_duplicates("message", keep=False)  # Message-IDs with exactly one trace id
+    if len(sole):
+        found = message[missing].map(pd.Series(sole["trace"].to_numpy(), index=sole["message"].to_numpy()))
+        trace = trace.copy()
+        trace[missing] = found.astype(STRING).to_numpy()
+    return trace.fillna(message)
 
 
 def pair_key(message: pd.Series, recipient: pd.Series) -> pd.Series:

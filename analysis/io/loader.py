@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.core.columns import map_unique, to_arrow
-from analysis.core.concepts import address_domain
+from analysis.core.concepts import address_domain, message_key, pair_key
 from analysis.core.errors import NotATraceError, TraceLoadError
 from analysis.core.schema import EVENT_COLUMNS, STRING, conform, empty_events
 from analysis.io import dates, graph, textio
@@ -426,7 +426,7 @@ def derive_status(events: pd.DataFrame) -> pd.DataFrame:
     if not missing.any():
         return events
     outcome = events["event"].map(OUTCOME_STATUS)
-    key = events["trace_id"].fillna(events["message_id"]).fillna("") + "|" + events["recipient"].fillna("")
+    key = pair_key(message_key(events["trace_id"], events["message_id"]), events["recipient"])
     ordered = pd.DataFrame({"key": key, "outcome": outcome, "t": events["timestamp"]}).dropna(subset=["outcome"])
     final = ordered.sort_values("t", kind="stable").drop_duplicates("key", keep="last").set_index("key")["outcome"]
     events.loc[missing, "status"] = key[missing].map(final).astype(STRING)

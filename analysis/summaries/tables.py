@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from analysis.backends.dispatch import Summary, dispatch, summary
 from analysis.backends.partitions import SEQ
 from analysis.core.columns import map_unique, to_arrow
-from analysis.core.concepts import as_utc, covering_network, is_expiry
+from analysis.core.concepts import as_utc, covering_network, is_expiry, message_key
 from analysis.core.schema import CAUSES, DIRECTIONS, STRING, TAG_COLUMNS
 from analysis.io.formats import BY_NAME
 from analysis.reference.endpoints import Endpoints
@@ -163,16 +163,20 @@ class Trace:
         rows = self.every[first]
         return self.source[SEQ].to_numpy()[rows] if SEQ in self.source else rows
 
+    def message_keys(self) -> pd.Series:
+        """Per row of ``source``, its message (:func:`analysis.core.concepts.message_key`)."""
+        if "message_keys" not in self._cache:
+            self._cache["message_keys"] = message_key(self.source["trace_id"], self.source["message_id"])
+        return self._cache["message_keys"]
+
     def messages(self, pairs: np.ndarray) -> np.ndarray:
-        """The message of each of ``pairs`` as text that names it in every partition alike: "t" + trace id, else
-        "m" + message id, else "p" + :meth:`pair_order` (a message of its own)."""
-        rows = self.positions[self.first_row[pairs]]
-        key = ("t" + _take(self.source["trace_id"], rows).astype(STRING)).to_numpy(dtype=object, na_value=None)
-        untraced = np.flatnonzero(pd.isna(key))
-        if len(untraced):
-            message = "m" + _take(self.source["message_id"], rows[untraced]).astype(STRING)
-            order = "p" + pd.Series(self.pair_order()[pairs[untraced]]).astype(STRING)
-            key[untraced] = message.fillna(order).to_numpy(dtype=object)
+        """The message of each of ``pairs`` as text that names it in every partition alike: its message key, else
+        "p" + :meth:`pair_order` (a message of its own)."""
+        key = _take(self.message_keys(), self.positions[self.first_row[pairs]]).to_numpy(dtype=object,
+                                                                                         na_value=None)
+        unnamed = np.flatnonzero(pd.isna(key))
+        if len(unnamed):
+            key[unnamed] = ("p" + pd.Series(self.pair_order()[pairs[unnamed]]).astype(STRING)).to_numpy(dtype=object)
         return key
 
 
@@ -243,11 +247,11 @@ def prepare(tagged: pd.DataFrame, direction: str | None, needed: tuple[str, ...]
     start, end = (_stamp(dated.min()), _stamp(dated.max())) if len(dated) else (pd.NaT, pd.NaT)
     chosen = np.arange(len(tagged)) if direction is None else np.flatnonzero(
         tagged["direction"].isin([direction]).to_numpy(dtype=bool))
-    trace_codes, traces = _codes(tagged["trace_id"])
-    message = trace_codes[chosen]
-    untraced = np.flatnonzero(message < 0)
-    by_message_id = pd.factorize(_take(tagged["message_id"], chosen[untraced]))[0]
-    message[untraced] = np.where(by_message_id < 0, -1, len(traces) + by_message_id)
+    message = _codes(tagged["trace_id"])[0][chosen]
+    keys = None
+    if (message < 0).any():  # rows without a trace id: the message key decides (concepts.message_key)
+        keys = message_key(tagged["trace_id"], tagged["message_id"])
+        message = pd.factorize(_take(keys, chosen))[0]
     recipient = _codes(tagged["recipient"])[0][chosen]
     pair = pd.factorize((message + 1) * (int(recipient.max(initial=0)) + 2) + (recipient + 1))[0]
     n_pairs = int(pair.max()) + 1 if len(pair) else 0
@@ -261,7 +265,7 @@ def prepare(tagged: pd.DataFrame, direction: str | None, needed: tuple[str, ...]
     first_row = np.full(n_pairs, len(kept), dtype=np.int64)
     np.minimum.at(first_row, kept, np.arange(len(kept)))
     return Trace(tagged, chosen[keep], kept, summary[keep], n_pairs, first_row, pair_message, first_seen, start, end,
-                 every=chosen, every_pair=pair)
+                 every=chosen, every_pair=pair, _cache={} if keys is None else {"message_keys": keys})
 
 
 def _kinds(t: Trace) -> np.ndarray:
@@ -517,7 +521,7 @@ def _timelines_step(tagged: pd.DataFrame, direction: str | None) -> pd.DataFrame
         return _join_in_order(pair, codes[order], labels, n, ", ")
 
     out = pd.DataFrame({
-        "message": trace_id.fillna(message_id),
+        "message": _take(t.message_keys(), t.positions[t.first_row]).astype(STRING),
         "trace_id": trace_id,
         "message_id": message_id,
         "recipient": t.per_pair("recipient").astype(STRING),
@@ -576,9 +580,9 @@ def _retries_step(tagged: pd.DataFrame, direction: str | None) -> pd.DataFrame:
     dated = dated[_order(t.pair[dated], ns[dated])]
     pair, stamp, cause = t.pair[dated], ns[dated], t.causes()[dated]
     retry = np.flatnonzero(pair[1:] == pair[:-1]) + 1
-    rows = t.at(dated[retry], "trace_id", "message_id", "recipient", "recipient_domain")
+    rows = t.at(dated[retry], "recipient", "recipient_domain")
     out = pd.DataFrame({
-        "message": rows["trace_id"].fillna(rows["message_id"]).astype(STRING),
+        "message": _take(t.message_keys(), t.positions[dated[retry]]).astype(STRING),
         "recipient": rows["recipient"].astype(STRING),
         "recipient_domain": rows["recipient_domain"].astype(STRING),
         "at": stamps(stamp[retry]),
@@ -852,6 +856,8 @@ def _refusals_step(tagged: pd.DataFrame, direction: str | None, by: str, **_: An
         "last_ns": _group_max(group, ns, k),
         "example": replies.iloc[first].astype(object).to_numpy(),
     })
+    # the recipients deferred or failed at all (whatever the cause): the unit of shares of recipients, as headline
+    groups.attrs["refused_recipients"] = len(np.unique(t.pair[refused]))
     # per group its TOP_DOMAINS domains here: a domain lies in one partition, so the top ones of every partition
     # hold the top ones of the whole trace (the same order: most events, then name, "(no domain)" last)
     labels = np.asarray(domain_labels, dtype=object)
@@ -938,15 +944,17 @@ def _causes_combine(parts: list[tuple[pd.DataFrame, pd.DataFrame]], counted: pd.
     full = groups.set_index("cause").reindex(range(k))
     events = full["events"].fillna(0).to_numpy(dtype=np.int64)
     deferrals = full["deferrals"].fillna(0).to_numpy(dtype=np.int64)
+    recipients = full["recipients"].fillna(0).to_numpy(dtype=np.int64)
     out = pd.DataFrame({
         "cause": cause_categorical(np.arange(k)),
         "events": events,
         "deferrals": deferrals,
         "failures": events - deferrals,
-        "recipients": full["recipients"].fillna(0).to_numpy(dtype=np.int64),
+        "recipients": recipients,
         "messages": full["messages"].fillna(0).to_numpy(dtype=np.int64),
         "domains": full["domains"].fillna(0).to_numpy(dtype=np.int64),
-        "share": events / max(int(events.sum()), 1),
+        "recipients_share": recipients / max(sum(g.attrs["refused_recipients"] for g, _ in parts), 1),
+        "events_share": events / max(int(events.sum()), 1),
         "top_domains": _top_domains(domains, ["cause"], pd.DataFrame({"cause": np.arange(k)})),
     })
     out = out[events > 0].sort_values(["recipients", "events"], ascending=False, kind="stable", ignore_index=True)
@@ -959,7 +967,9 @@ def summarize_causes(tagged: pd.DataFrame, *, direction: str | None = "outbound"
     """One row per cause seen on deferrals and failures, most recipients first.
 
     Columns: cause, events (deferrals + failures), deferrals, failures (expiries included), recipients and
-    messages affected, domains, share (of all deferral and failure events), top_domains (three, with counts).
+    messages affected, domains, recipients_share (of the recipients deferred or failed, headline's
+    dominant_cause_share for its cause; a recipient hit by two causes counts for both), events_share (of all
+    deferral and failure events), top_domains (three, with counts).
     """
 
 
