@@ -243,10 +243,7 @@ def test_domain_choice_messages_are_messages(request, name):
 
 # ---------------------------------------------------------------- gateway table == its domains' rows
 
-@pytest.mark.parametrize("name", needs("summaries: by_gateway counts each message+recipient under its domain's "
-                                       "gateway (summarize_domains' `gateway`, the most frequent over the domain's "
-                                       "rows) instead of the pair's own most frequent gateway, which leaves pairs "
-                                       "seen only in summary exports '(not identified)'"))
+@pytest.mark.parametrize("name", TRACES)
 def test_gateway_row_is_the_sum_of_its_domain_rows(request, name):
     trace = tagged_trace(request, name)
     domains, gateways = summarize_domains(trace), by_gateway(trace)

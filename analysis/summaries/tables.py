@@ -761,28 +761,36 @@ def summarize_domains(tagged: pd.DataFrame, *, sort: str = "impact", direction: 
     """
 
 
-def _pair_groups(t: Trace, column: str, na_label: str) -> tuple[np.ndarray, pd.Index]:
-    """Per pair, its group: its most frequent ``column`` (``na_label`` when none), and the groups' labels."""
+def _pair_groups(t: Trace, column: str, na_label: str, by_domain: bool) -> tuple[np.ndarray, pd.Index]:
+    """Per pair, its group: its most frequent ``column`` (``na_label`` when none), and the groups' labels. With
+    ``by_domain``, a pair with a recipient domain takes its domain's most frequent value instead (summarize_domains'
+    column of that name), so a group's rows add up to the domain rows behind it."""
     codes, labels = t.codes(column)
-    return with_na_label(mode_per_group(t.pair, codes, t.n_pairs)[0], labels, na_label)
+    group = mode_per_group(t.pair, codes, t.n_pairs)[0]
+    if by_domain:
+        domain, domains = pair_domains(t)
+        of_domain = mode_per_group(domain[t.pair], codes, len(domains))[0]
+        group = np.where(t.per_pair("recipient_domain").notna().to_numpy(dtype=bool), of_domain[domain], group)
+    return with_na_label(group, labels, na_label)
 
 
-def _breakdown_key(tagged: pd.DataFrame, column: str, na_label: str, direction: str | None, **_: Any) -> pd.Series:
+def _breakdown_key(tagged: pd.DataFrame, column: str, na_label: str, by_domain: bool, direction: str | None,
+                   **_: Any) -> pd.Series:
     """Each row's group, its message+recipient's (:func:`_pair_groups`); rows of another direction: NA. (Summary
     rows the summaries pass over go with their message+recipient: they count for its first time.)"""
     t = prepare(tagged, direction, (column,))
-    group, labels = _pair_groups(t, column, na_label)
+    group, labels = _pair_groups(t, column, na_label, by_domain)
     out = np.full(len(tagged), None, dtype=object)
     out[t.every] = np.asarray(labels, dtype=object)[group[t.every_pair]]
     return pd.Series(out, index=tagged.index)
 
 
-def _breakdown_step(tagged: pd.DataFrame, groups: pd.Series | None, column: str, na_label: str, sort: str,
-                    direction: str | None, **_: Any) -> pd.DataFrame:
+def _breakdown_step(tagged: pd.DataFrame, groups: pd.Series | None, column: str, na_label: str, by_domain: bool,
+                    sort: str, direction: str | None, **_: Any) -> pd.DataFrame:
     """The domain summary per group, on whole groups: ``groups`` from :func:`_breakdown_key` (None: found here)."""
     t = prepare(tagged, direction, (column,))
     if groups is None:
-        group, labels = _pair_groups(t, column, na_label)
+        group, labels = _pair_groups(t, column, na_label, by_domain)
     else:
         group, labels = pd.factorize(groups.to_numpy(dtype=object)[t.positions[t.first_row]])
     out = group_summary(t, pair_outcomes(t), group, pd.Index(labels, dtype=object), column, sort)
@@ -796,21 +804,23 @@ def _breakdown_combine(parts: list[pd.DataFrame], column: str, span: tuple[Any, 
     return _stamped(_sorted_groups(parts, column, sort), *span)
 
 
-def _breakdown(column: str, na_label: str) -> Summary:
+def _breakdown(column: str, na_label: str, by_domain: bool) -> Summary:
     """A domain summary per group of message+recipients that spans sites (a gateway, a connector)."""
-    names = {"column": column, "na_label": na_label}
+    names = {"column": column, "na_label": na_label, "by_domain": by_domain}
     return Summary(functools.partial(_breakdown_step, **names), functools.partial(_breakdown_combine, column=column),
                    functools.partial(check_input, needed=(column,)), (*REQUIRED, column),
                    regroup=functools.partial(_breakdown_key, **names), whole=_whole_span)
 
 
-@summary(_breakdown("gateway", "(not identified)"))
+@summary(_breakdown("gateway", "(not identified)", by_domain=True))
 def by_gateway(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
-    """The domain summary per recipient gateway vendor, plus ``domains``: each message+recipient counts under its
-    most frequent gateway ("(not identified)" when none was recognized)."""
+    """The domain summary per recipient gateway vendor, plus ``domains``: a gateway stands in front of a recipient
+    domain, so each message+recipient counts under its domain's gateway (summarize_domains' ``gateway``; without
+    a domain, its own most frequent one; "(not identified)" when none was recognized), and a gateway's row is
+    the sum of its domains' rows."""
 
 
-@summary(_breakdown("connector", "(none)"))
+@summary(_breakdown("connector", "(none)", by_domain=False))
 def by_connector(tagged: pd.DataFrame, *, sort: str = "impact", direction: str | None = "outbound") -> pd.DataFrame:
     """The domain summary per outbound connector, plus ``domains`` ("(none)" when the export names no connector)."""
 
