@@ -214,10 +214,7 @@ def test_a_domain_offers_the_causes_of_its_domain_table_row(trace):
         picker.domain_box.value = ""
 
 
-@pytest.mark.parametrize("name", needs("analysis.summaries.selections.problem_counts: count only the rows the "
-                                       "summaries count (outbound; a summary-export row left out when its "
-                                       "message+recipient has detailed rows, as tables.prepare does): in the big "
-                                       "trace the superseded 'Failed' summary rows add to `unknown`", "big"))
+@pytest.mark.parametrize("name", TRACES)
 def test_domains_offered_for_a_cause_add_up_to_its_causes_table_row(request, name):
     trace = tagged_trace(request, name)
     causes = summarize_causes(trace)
@@ -229,9 +226,7 @@ def test_domains_offered_for_a_cause_add_up_to_its_causes_table_row(request, nam
         picker.cause_box.value = ""
 
 
-@pytest.mark.parametrize("name", needs("analysis.summaries.selections.problem_counts: `problem_messages` counts "
-                                       "distinct messages (message_key), not message+recipient pairs, as the "
-                                       "label of a domain choice says"))
+@pytest.mark.parametrize("name", TRACES)
 def test_domain_choice_messages_are_messages(request, name):
     trace = tagged_trace(request, name)
     cause = str(summarize_causes(trace)["cause"].iloc[0])

@@ -388,6 +388,8 @@ def test_selections_and_journeys_on_the_store_equal_pandas(sample_store: Path):
     store = str(sample_store)
     for column in ("recipient_domain", "cause"):
         assert_same(selections.problem_counts(store, column), selections.problem_counts(whole, column))
+    assert_same(selections.problem_counts(store, "recipient_domain", cause="gateway_block"),
+                selections.problem_counts(whole, "recipient_domain", cause="gateway_block"))
     counts = selections.problem_counts(whole, "recipient_domain")
     domain = counts["recipient_domain"].iloc[0]
     chosen = selections.select_messages(whole, domain, "gateway_block")

@@ -17,6 +17,7 @@ from analysis.backends.dispatch import dispatch
 from analysis.core.concepts import message_key, pair_key
 from analysis.core.schema import STRING
 from analysis.summaries import tables
+from analysis.summaries.tables import problem_counts
 
 __all__ = ["PROBLEM_EVENTS", "equals_text", "in_time", "message_journey_rows", "message_key_set", "message_keys",
            "pair_keys", "problem_counts", "select_messages"]
@@ -69,37 +70,6 @@ def in_time(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp |
 @in_time.register_dask
 def _in_time_dask(data: Any, start: pd.Timestamp | None, end: pd.Timestamp | None, column: str = "timestamp") -> Any:
     return engine.transform_sites(data, in_time, start, end, column)
-
-
-@dispatch
-def problem_counts(tagged: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Per value of ``column``: deferral/failure events and messages, most affected first, then A-Z.
-
-    Every value that occurs is listed (with zero counts when nothing was deferred).
-    """
-    problems = tagged[tagged["event"].isin(PROBLEM_EVENTS).to_numpy()]
-    message = pd.factorize(message_key(problems["trace_id"], problems["message_id"]))[0]
-    recipient = pd.factorize(problems["recipient"].astype(STRING))[0]
-    pair = (message.astype(np.int64) + 1) * (recipient.max(initial=0) + 2) + recipient + 1  # one int per pair
-    counts = pd.DataFrame({column: problems[column].astype(STRING), "pair": pair}).dropna(
-        subset=[column]).groupby(column).agg(problem_events=("pair", "size"), problem_messages=("pair", "nunique"))
-    present = tagged[column].dropna().unique()
-    every = pd.Index([str(v) for v in present], dtype=object, name=column)
-    counts = counts.reindex(every, fill_value=0).reset_index()
-    return _most_first(counts, column)
-
-
-@problem_counts.register_dask
-def _problem_counts_dask(data: Any, column: str) -> pd.DataFrame:
-    parts = engine.map_sites(data, problem_counts, column,
-                             columns=["event", "trace_id", "message_id", "recipient", column])
-    every = pd.concat(parts, ignore_index=True).groupby(column, sort=False)[["problem_events", "problem_messages"]]
-    return _most_first(every.sum().reset_index(), column)
-
-
-def _most_first(counts: pd.DataFrame, column: str) -> pd.DataFrame:
-    counts = counts.sort_values(["problem_events", column], ascending=[False, True], kind="stable")
-    return counts.reset_index(drop=True)
 
 
 @dispatch

@@ -47,7 +47,7 @@ from analysis.reference.endpoints import Endpoints
 __all__ = [
     "AGE_BUCKETS", "IMPACT_WEIGHTS", "OUTCOMES", "by_connector", "by_gateway", "deferral_rate_by_source_range",
     "deferrals_by_hour", "headline", "journey_rows", "message_journey", "message_timelines", "normalize_replies",
-    "queue_ages", "retry_intervals", "summarize_causes", "summarize_domains", "top_replies",
+    "problem_counts", "queue_ages", "retry_intervals", "summarize_causes", "summarize_domains", "top_replies",
 ]
 
 # qshape's default buckets: the first holds ages in [0, 5) minutes, each next one twice as long ([5, 10),
@@ -981,6 +981,53 @@ def summarize_causes(tagged: pd.DataFrame, *, direction: str | None = "outbound"
     dominant_cause_share for its cause; a recipient hit by two causes counts for both), events_share (of all
     deferral and failure events), top_domains (three, with counts).
     """
+
+
+_VALUE_KEYS = ["value"]  # the distinct value+message keys of problem_counts
+
+
+def _problems_step(tagged: pd.DataFrame, column: str, cause: str | None, direction: str | None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A partition's deferrals and failures (the rows the summaries count; with ``cause``, only its rows) per value
+    of ``column``, with every value that occurs there; the keys: its distinct value+message pairs."""
+    t = prepare(tagged, direction, (column,))
+    every, labels = _codes(tagged[column])
+    refused = np.isin(t.kind, _REFUSED)
+    if cause:
+        refused &= t.causes() == (CAUSES.index(cause) if cause in CAUSES else -2)
+    refused = np.flatnonzero(refused)
+    codes = every[t.positions[refused]]
+    named = codes >= 0
+    values = np.asarray(labels, dtype=object).astype(str)
+    partial = pd.DataFrame({"value": values, "problem_events": np.bincount(codes[named], minlength=len(labels))})
+    partial = partial[np.isin(np.arange(len(labels)), every)]  # values that occur (a categorical's unused: not)
+    keys = pd.DataFrame({"value": values[codes[named]], "message": t.messages(t.pair[refused[named]])})
+    return partial, keys.drop_duplicates()
+
+
+def _messages_per_value(keys: Any) -> Any:
+    """Distinct messages per value, from every partition's keys (a pandas or a Dask DataFrame)."""
+    return keys.drop_duplicates().groupby(_VALUE_KEYS).size()
+
+
+def _problems_combine(parts: list[pd.DataFrame], counted: pd.Series, column: str, **_: Any) -> pd.DataFrame:
+    events = _concat(parts).groupby("value", sort=False)["problem_events"].sum()
+    out = pd.DataFrame({column: events.index.to_numpy(dtype=object), "problem_events": events.to_numpy(np.int64),
+                        "problem_messages": counted.reindex(events.index, fill_value=0).to_numpy(dtype=np.int64)})
+    return out.sort_values(["problem_events", column], ascending=[False, True], kind="stable", ignore_index=True)
+
+
+def _check_problems(frame: Any, *, column: str, **options: Any) -> None:
+    check_input(frame, needed=(column,), **options)
+
+
+@summary(Summary(_problems_step, _problems_combine, _check_problems, (*REQUIRED, "gateway", "connector"),
+                 count=_messages_per_value))
+def problem_counts(tagged: pd.DataFrame, column: str, *, cause: str | None = None,
+                   direction: str | None = "outbound") -> pd.DataFrame:
+    """Per value of ``column`` (every value that occurs): ``problem_events``, the deferrals and failures the
+    summaries count (summarize_causes' events for a cause; with ``cause``, only those of that cause), and
+    ``problem_messages``, the distinct messages they hit; most affected first, then A-Z."""
 
 
 def _headline_step(tagged: pd.DataFrame, direction: str | None) -> tuple[dict[str, Any], pd.DataFrame]:

@@ -19,7 +19,7 @@ import ipywidgets as widgets
 import pandas as pd
 from IPython.display import display
 
-from analysis.backends.operations import each_partition, row_count
+from analysis.backends.operations import row_count
 from analysis.backends.rows import columns_of, first_rows
 from analysis.core.errors import ExoDeferralsError, TraceLoadError
 from analysis.core.schema import empty_events
@@ -49,7 +49,6 @@ from analysis.ui.core import (
 from analysis.ui.render import (
     as_utc,
     choice_label,
-    equals_text,
     filter_rows,
     in_time,
     page_count,
@@ -416,11 +415,6 @@ class TimeRange(View):
 ALL = ""  # the "(all ...)" choice of a dropdown
 
 
-def with_cause(events: pd.DataFrame, cause: str) -> pd.DataFrame:
-    """The events whose cause is ``cause`` (any case)."""
-    return events[equals_text(events["cause"], cause).to_numpy()]
-
-
 def narrowed_choices(tagged: pd.DataFrame, column: str, domain: str | None = None,
                      cause: str | None = None) -> list[tuple[str, str]]:
     """Dropdown choices (label, value) of ``column`` ("recipient_domain" or "cause"): "(all …)", then the values
@@ -437,7 +431,7 @@ def narrowed_choices(tagged: pd.DataFrame, column: str, domain: str | None = Non
         return [("(all causes)", ALL)] + [
             (choice_label(label, events, messages), label) for label, events, messages in
             zip(causes["cause"].astype(str), causes["events"], causes["messages"], strict=True)]
-    counts = problem_counts(each_partition(tagged, with_cause, cause) if cause else tagged, column)
+    counts = problem_counts(tagged, column, cause=cause or None)
     if cause:
         counts = counts[counts["problem_events"] > 0]
     values = counts[column].str.lower()
