@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -47,3 +48,12 @@ def html_text(nb: nbformat.NotebookNode) -> str:
 
 def pngs(nb: nbformat.NotebookNode) -> int:
     return sum("image/png" in o.get("data", {}) for o in outputs(nb))
+
+
+@functools.cache
+def sample_headline() -> dict:
+    """The headline of the bundled sample, as the package's summaries compute it (what the notebooks and the report
+    must show)."""
+    from analysis import headline, load_trace, tag
+
+    return headline(tag(load_trace(Path(__file__).resolve().parents[1] / "data" / "sample")))
