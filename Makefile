@@ -44,7 +44,7 @@ test-pandas22: $(PANDAS22_STAMP)
 	$(PANDAS22)/bin/python -m pytest -q -p no:cacheprovider --basetemp=build/pytest-pandas22 -m "not browser" \
 		--ignore=tests/test_notebooks.py --ignore=tests/test_notebooks_dask.py --ignore=tests/test_report.py \
 		--ignore=tests/test_browser.py --ignore=tests/test_report_browser.py --ignore=tests/test_wheel.py \
-		--ignore=tests/test_lab.py
+		--ignore=tests/test_lab.py --ignore=tests/test_voila_app.py
 
 ci: test test-pandas22
 

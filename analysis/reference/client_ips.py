@@ -101,7 +101,7 @@ def _on_distinct(texts: pd.Series, patterns: tuple[ClientIpPattern, ...]) -> pd.
     for pattern in patterns:  # texts with a needle whose whole text matches: only these are parsed
         mask = _contains_any(arrow, pattern.needles)
         if mask.any():
-            mask[mask] = texts[mask].str.contains(pattern.probe).to_numpy(dtype=bool)
+            mask[mask] = texts[mask].astype(object).str.contains(pattern.probe).to_numpy(dtype=bool)
         masks.append(mask)
     candidate = np.logical_or.reduce(masks)
     if not candidate.any():

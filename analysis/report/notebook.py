@@ -56,7 +56,8 @@ from urllib.parse import unquote
 import pandas as pd
 
 from analysis.backends import dask as dask_engine
-from analysis.backends.rows import first_rows
+from analysis.backends.operations import columns_of, rows_of, unused_categories_removed
+from analysis.backends.partitions import SEQ
 from analysis.core.bundled import report_notebook
 from analysis.core.errors import ExoDeferralsError
 from analysis.io.loader import load_trace
@@ -279,10 +280,11 @@ def _tables(sources: list[Path], store: Path | None, redactor: Redactor | None, 
     labels = file_labels(load_report, events)
     tagged = tag(events)
     hidden = other_domains(tagged, partners) if partners else set()
-    if dask_engine.is_dask(tagged):  # the rows the tables hold (a partner's only), brought back in table order
-        tagged = first_rows(tagged, None, domain_rows if partners else None, partners)[0]
     if partners:
         tagged = domain_rows(tagged, partners)
+    # the rows the tables hold (a partner's only): from a store brought back here, in table order; categories only
+    # of these rows (a written table names no other domain)
+    tagged = unused_categories_removed(rows_of(tagged, [c for c in columns_of(tagged).columns if c != SEQ]))
     problems = input_problems(load_report, len(events), labels, partners, len(tagged))
     tagged = tagged.assign(source_file=tagged["source_file"].astype(str).map(labels).astype("category"))
     if redactor:

@@ -900,7 +900,10 @@ def _refusal_totals(parts: list[tuple[pd.DataFrame, pd.DataFrame]], counted: pd.
     """Every partition's groups added up (with the earliest example and the distinct messages ``counted``), and
     the events per group and domain."""
     groups = _concat([g for g, _ in parts])
-    code, keys = pd.factorize(pd.MultiIndex.from_frame(groups[_GROUP_KEYS]))
+    if len(groups):
+        code, keys = pd.factorize(pd.MultiIndex.from_frame(groups[_GROUP_KEYS]))
+    else:  # (pandas 2.2 cannot factorize an empty MultiIndex)
+        code, keys = np.zeros(0, dtype=np.int64), pd.MultiIndex.from_arrays([[], []], names=_GROUP_KEYS)
     k = len(keys)
 
     def added(name: str) -> np.ndarray:
