@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.backends.dask import run_summary
 from analysis.backends.store import is_store
 
 __all__ = ["Summary", "dispatch", "run_pandas", "summary"]
@@ -127,8 +128,6 @@ def summary(definition: Summary) -> Callable[[Callable[..., Any]], Callable[...,
             return run_pandas(definition, tagged, options(*args, **kwargs))
 
         def on_dask(data: Any, *args: Any, **kwargs: Any) -> Any:
-            from analysis.backends.dask import run_summary
-
             return run_summary(definition, data, options(*args, **kwargs))
 
         public = dispatch(on_pandas)
