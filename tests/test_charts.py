@@ -40,6 +40,7 @@ from analysis.charts.figures import (
     plot_trend,
     save,
 )
+from analysis.core import zones
 from analysis.core.schema import CAUSES
 from analysis.summaries.tables import (
     AGE_BUCKETS,
@@ -113,6 +114,27 @@ def test_trend_stacks_deferrals_per_hour_by_cause():
     ax = fig.axes[0]
     assert "Deferrals per hour" in ax.get_title(loc="left") and "2026-11-16 08:00" in ax.get_title(loc="left")
     assert "UTC" in ax.get_title(loc="left") and ax.get_xlabel() == "Time (UTC)" and "per hour" in ax.get_ylabel()
+
+
+def test_charts_follow_the_chosen_time_zone():
+    """Title spans and date axes in the zone chosen (explicitly or as the display zone), the data unchanged:
+    08:00 UTC on 16 November is 09:00 in Berlin (CET, UTC+1) and 03:00 in New York (EST, UTC-5)."""
+    hours = deferrals_by_hour(story())
+    berlin = plot_trend(hours, tz="Europe/Berlin").axes[0]
+    assert "2026-11-16 09:00" in berlin.get_title(loc="left") and "Europe/Berlin" in berlin.get_title(loc="left")
+    assert berlin.get_xlabel() == "Time (Europe/Berlin)"
+    assert berlin.xaxis.get_major_formatter()._tz.key == "Europe/Berlin"
+    np.testing.assert_array_equal(stairs(plot_trend(hours, tz="Europe/Berlin"))["gateway_block"],
+                                  hours["gateway_block"].to_numpy())
+    zones.set_display_zone("America/New_York")
+    try:
+        chosen = plot_trend(hours).axes[0]
+        ages = plot_queue_ages(queue_ages(tagged([event(0, "defer", "a@a.example", "t1", cause="unknown")]), now=NOW))
+    finally:
+        zones.set_display_zone("UTC")
+    assert "2026-11-16 03:00" in chosen.get_title(loc="left") and chosen.get_xlabel() == "Time (America/New_York)"
+    assert "at 2026-11-20 07:00 America/New_York" in ages.axes[0].get_title(loc="left")
+    assert plot_trend(hours).axes[0].get_xlabel() == "Time (UTC)"
 
 
 def test_trend_keeps_the_top_causes_and_sums_the_rest():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.core import zones
 from analysis.core.schema import EVENT_COLUMNS, TAG_COLUMNS, conform
 from analysis.summaries.tables import message_timelines
 from analysis.ui import (
@@ -392,6 +393,29 @@ def test_table_view_new_data_keeps_filter_and_remembers(tagged):
     assert again.filter_column == "recipient" and len(again.filtered) == 1
 
 
+def test_table_view_column_chooser_hides_exports_and_remembers(tagged, tmp_path):
+    columns = ["trace_id", "recipient", "subject", "event"]
+    table = TableView(tagged[columns], name="chooser", export_dir=tmp_path)
+    assert table.shown_columns == columns and table.columns_panel.selected_index is None  # collapsed, all shown
+    table.columns_box.value = ("recipient", "event")  # what a Ctrl-click in the list does
+    assert list(table.visible.columns) == ["recipient", "event"]
+    assert "<th>subject</th>" not in table.table.value and "<th>recipient</th>" in table.table.value
+    assert list(table.filtered.columns) == columns  # filtering and sorting still see every column
+    table.filter_text = "Hello"  # a hidden column still filters
+    assert len(table.filtered) == 6
+    assert list(pd.read_csv(table.export()).columns) == ["recipient", "event"]
+    table.shown_columns = []
+    assert "No column is shown" in table.table.value
+    with pytest.raises(ValueError, match=r"^no column nope: expected some of trace_id, recipient, subject, event$"):
+        table.shown_columns = ["nope"]
+    table.shown_columns = ["subject"]
+    wider = tagged[[*columns, "cause"]]
+    again = TableView(wider, name="chooser")  # rebuilt (cell re-run) on data with a new column
+    assert again.shown_columns == ["subject", "cause"]  # hidden ones stay hidden, the new column shows
+    again.data = tagged[["recipient", "cause"]]  # other data (a new trace loaded): its own columns
+    assert again.shown_columns == ["cause"] and list(again.visible.columns) == ["cause"]
+
+
 # ---------------------------------------------------------------- AllowListBox
 
 ALLOWLIST = """PARTNER_MICROSOFT365:
@@ -650,20 +674,21 @@ def test_time_zone_choice_moves_every_table_and_window(tagged, tmp_path, monkeyp
     journey = JourneyView(tagged, name=None)
     assert '<td><span style="white-space:nowrap">2026-11-16 08:00:00</span></td>' in table.table.value
     assert "UTC" in chart.caption.value
-    start = window.start
+    start, chart_png, journey_png = window.start, chart.png, journey.png
     choice = TimeZoneChoice(name=None)
     try:
         assert choice.zone == "UTC"  # the default
         choice.zone = "Europe/Berlin"  # CET, UTC+1 in November
-        assert choice.zone == core.display_zone() == "Europe/Berlin" and choice.error is None
+        assert choice.zone == zones.display_zone() == "Europe/Berlin" and choice.error is None
         assert '<td><span style="white-space:nowrap">2026-11-16 09:00:00 CET</span></td>' in table.table.value
         assert window.slider.description == "Time (Europe/Berlin)" and window.slider.label[0] == "2026-11-16 09:00"
         assert window.start == start  # relabelled, not moved
         assert chart.caption.value.count("Europe/Berlin") == 1 and "Window 2026-11-16 09:00 to " in chart.caption.value
         assert "Europe/Berlin" in journey.caption.value and " CET</span></td>" in journey.events.value
+        assert chart.png != chart_png and journey.png != journey_png  # the charts redrawn: titles, time axis
         choice.zone = "Mars/Olympus"  # not a zone: one line, and the zone stays
         assert choice.error.startswith("unknown time zone 'Mars/Olympus'") and choice.zone == "Europe/Berlin"
         assert "times stay in Europe/Berlin" in choice.note.value
     finally:
-        core.set_display_zone("UTC")
+        zones.set_display_zone("UTC")
     assert '<td><span style="white-space:nowrap">2026-11-16 08:00:00</span></td>' in table.table.value

@@ -2,7 +2,8 @@
 a matplotlib Figure.
 
 Only the object-oriented API is used (``Figure()``, never pyplot), so charts keep no global state and are safe
-in threads and kernels. One style throughout: the title says what and when (the trace's time span, in UTC),
+in threads and kernels. One style throughout: the title says what and when (the trace's time span, in the display
+time zone of :mod:`analysis.core.zones`, UTC unless the user chose another, or in ``tz=``),
 axes are labelled with units, every cause has the same colour in every chart (:data:`CAUSE_COLORS`, from the
 colour-blind-safe Okabe-Ito and Paul Tol "muted" palettes), long lists are cut to the top N plus "other", and
 empty input draws an explicit "nothing to show" figure. Text from the trace is escaped so that matplotlib
@@ -11,8 +12,8 @@ never reads it as mathtext. :func:`save` writes a figure as PNG and SVG.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
+import zoneinfo
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from analysis.core.schema import CAUSES
+from analysis.core.zones import display_zone, in_zone
 from analysis.summaries.tables import AGE_BUCKETS, IMPACT_WEIGHTS
 
 __all__ = [
@@ -60,7 +62,6 @@ TOP_DOMAINS = 15
 TOP_ROWS = 20
 TOP_CAUSES = 8
 _LABEL_CHARS = 45
-_UTC = dt.UTC
 _EVENT_KINDS = {"defer": "deferral", "fail": "failure", "drop": "failure", "deliver": "delivery", "send": "delivery"}
 _MARKERS = {"deferral": "o", "failure": "X", "delivery": "s", "other event": "."}  # journey markers per event kind
 _OUTCOME_HATCHES = {"failed": None, "pending": "///", "delivered_after_deferral": "..."}  # top-domains segments
@@ -83,10 +84,11 @@ def _short(text: Any) -> str:
     return _escape(text if len(text) <= _LABEL_CHARS else text[:_LABEL_CHARS - 1] + "…")
 
 
-def _span(start: Any, end: Any) -> str:
+def _span(start: Any, end: Any, tz: str | None) -> str:
     if start is None or end is None or pd.isna(start) or pd.isna(end):
         return "time span unknown"
-    return f"{pd.Timestamp(start):%Y-%m-%d %H:%M} – {pd.Timestamp(end):%Y-%m-%d %H:%M} UTC"
+    zone = tz or display_zone()
+    return f"{in_zone(start, zone):%Y-%m-%d %H:%M} – {in_zone(end, zone):%Y-%m-%d %H:%M} {zone}"
 
 
 def _figure(label: str, width: float = 10.0, height: float = 5.5) -> tuple[Figure, Axes]:
@@ -108,19 +110,20 @@ def _nothing(label: str, what: str, when: str, why: str) -> Figure:
     return fig
 
 
-def _when(frame: pd.DataFrame) -> str:
-    return _span(frame.attrs.get("start"), frame.attrs.get("end"))
+def _when(frame: pd.DataFrame, tz: str | None) -> str:
+    return _span(frame.attrs.get("start"), frame.attrs.get("end"), tz)
 
 
 def _cause_color(cause: Any) -> str:
     return CAUSE_COLORS.get(str(cause), OTHER_COLOR) if cause is not None and not pd.isna(cause) else OTHER_COLOR
 
 
-def _date_axis(ax: Axes) -> None:
-    locator = mdates.AutoDateLocator(tz=_UTC)
+def _date_axis(ax: Axes, tz: str | None) -> None:
+    zone = tz or display_zone()
+    locator = mdates.AutoDateLocator(tz=zoneinfo.ZoneInfo(zone))
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=_UTC))
-    ax.set_xlabel("Time (UTC)")
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=zoneinfo.ZoneInfo(zone)))
+    ax.set_xlabel(f"Time ({zone})")
 
 
 def _date_numbers(stamps: pd.Series | pd.DatetimeIndex) -> np.ndarray:
@@ -160,30 +163,30 @@ def _counted(number: float) -> str:
 
 # ---------------------------------------------------------------- charts
 
-def plot_trend(by_hour: pd.DataFrame, *, top: int = TOP_CAUSES) -> Figure:
+def plot_trend(by_hour: pd.DataFrame, *, top: int = TOP_CAUSES, tz: str | None = None) -> Figure:
     """Deferrals per period stacked by cause, from :func:`analysis.summaries.tables.deferrals_by_hour`."""
     freq = pd.Timedelta(by_hour.attrs.get("freq", pd.Timedelta(hours=1)))
     unit = {pd.Timedelta(hours=1): "hour", pd.Timedelta(days=1): "day"}.get(freq, str(freq))
     what = f"Deferrals per {unit}, by cause"
     table = _top_causes(by_hour, top) if len(by_hour) else by_hour.iloc[:, :0]
     if table.empty or not table.to_numpy().any():
-        return _nothing("deferrals-by-cause", what, _when(by_hour), "no deferrals in this trace")
+        return _nothing("deferrals-by-cause", what, _when(by_hour, tz), "no deferrals in this trace")
     fig, ax = _figure("deferrals-by-cause")
     edges = _date_numbers(by_hour.index.append(pd.DatetimeIndex([by_hour.index[-1] + freq])))
     _stacked(ax, edges, table)
-    _date_axis(ax)
+    _date_axis(ax, tz)
     ax.set_ylabel(f"Deferral events per {unit}")
-    _title(ax, what, _when(by_hour))
+    _title(ax, what, _when(by_hour, tz))
     return fig
 
 
-def plot_causes(causes: pd.DataFrame) -> Figure:
+def plot_causes(causes: pd.DataFrame, *, tz: str | None = None) -> Figure:
     """Recipients affected per cause (horizontal bars in the cause colours), from ``summarize_causes``; each bar
     is labelled with its ``recipients`` and ``events`` (deferrals + failures), each number with its unit."""
     what = "Causes of deferrals and failures"
     rows = causes[causes["recipients"] > 0] if len(causes) else causes
     if rows.empty:
-        return _nothing("causes", what, _when(causes), "no deferrals or failures in this trace")
+        return _nothing("causes", what, _when(causes, tz), "no deferrals or failures in this trace")
     rows = rows.sort_values("recipients", ascending=True, kind="stable")
     fig, ax = _figure("causes", height=max(3.0, 0.45 * len(rows) + 1.8))
     labels = [str(c) for c in rows["cause"]]
@@ -194,18 +197,18 @@ def plot_causes(causes: pd.DataFrame) -> Figure:
     ax.set_xlabel("Recipients affected (message+recipient pairs)")
     ax.set_ylabel("Cause")
     ax.margins(x=0.25)
-    _title(ax, what, _when(causes))
+    _title(ax, what, _when(causes, tz))
     return fig
 
 
-def plot_top_domains(domains: pd.DataFrame, *, top: int = TOP_DOMAINS) -> Figure:
+def plot_top_domains(domains: pd.DataFrame, *, top: int = TOP_DOMAINS, tz: str | None = None) -> Figure:
     """The recipient domains with the most impact: failed, pending and late recipients in the colour of the
     domain's dominant cause (failed plain, pending hatched, late dotted), the other domains as one "other" bar."""
     weights = " + ".join(f"{w}×{name.replace('_', ' ')}" for name, w in IMPACT_WEIGHTS.items())
     what = f"Recipient domains with the most impact ({weights})"
     hurt = domains[domains["impact"] > 0] if len(domains) else domains
     if hurt.empty:
-        return _nothing("top-domains", what, _when(domains), "no recipient domain had failed, pending or late mail")
+        return _nothing("top-domains", what, _when(domains, tz), "no recipient domain had failed, pending or late mail")
     hurt = hurt.sort_values(["impact", "recipients"], ascending=False, kind="stable")
     shown = hurt.head(top)
     parts = ["failed", "pending", "delivered_after_deferral"]
@@ -235,19 +238,20 @@ def plot_top_domains(domains: pd.DataFrame, *, top: int = TOP_DOMAINS) -> Figure
                *(Patch(facecolor=CAUSE_COLORS[c], label=c) for c in causes if c in CAUSE_COLORS)]
     ax.legend(handles=handles, title="outcome / dominant cause", loc="upper left", bbox_to_anchor=(1.01, 1.0),
               fontsize=8, title_fontsize=9, frameon=False)
-    _title(ax, what, _when(domains))
+    _title(ax, what, _when(domains, tz))
     return fig
 
 
-def plot_queue_ages(ages: pd.DataFrame, *, top: int = TOP_ROWS) -> Figure:
+def plot_queue_ages(ages: pd.DataFrame, *, top: int = TOP_ROWS, tz: str | None = None) -> Figure:
     """qshape heat map from :func:`analysis.summaries.tables.queue_ages`: pending message+recipients per domain (top N,
     then "other") and age bucket, counts written in the cells; column labels carry the column totals."""
     now = ages.attrs.get("now")
-    when = "at " + (f"{pd.Timestamp(now):%Y-%m-%d %H:%M} UTC" if now is not None else "an unknown time")
+    zone = tz or display_zone()
+    when = "at " + (f"{in_zone(now, zone):%Y-%m-%d %H:%M} {zone}" if now is not None else "an unknown time")
     total = int(ages.loc["TOTAL", "T"]) if "TOTAL" in ages.index else 0
     what = f"Still pending {when}: {total:,} message+recipients by age since first deferral"
     if total == 0:
-        return _nothing("queue-ages", what, _when(ages), "no message was waiting in the queue")
+        return _nothing("queue-ages", what, _when(ages, tz), "no message was waiting in the queue")
     rows = ages.drop(index="TOTAL")
     matrix = rows[list(AGE_BUCKETS)]
     names = [_short(d) for d in matrix.index[:top]]
@@ -271,16 +275,16 @@ def plot_queue_ages(ages: pd.DataFrame, *, top: int = TOP_ROWS) -> Figure:
     ax.set_xlabel("Age since first deferral, minutes (column = upper limit, qshape buckets; column total)")
     ax.set_ylabel("Recipient domain")
     fig.colorbar(image, ax=ax, label="Message+recipients pending")
-    _title(ax, what, _when(ages))
+    _title(ax, what, _when(ages, tz))
     return fig
 
 
-def plot_retry_intervals(intervals: pd.DataFrame, *, top: int = TOP_CAUSES) -> Figure:
+def plot_retry_intervals(intervals: pd.DataFrame, *, top: int = TOP_CAUSES, tz: str | None = None) -> Figure:
     """How long Exchange Online waited between attempts, stacked by the cause of the deferral before each retry
     (from :func:`analysis.summaries.tables.retry_intervals`)."""
     what = "Time between delivery attempts, by cause of the deferral retried"
     if intervals.empty:
-        return _nothing("retry-intervals", what, _when(intervals), "no message was retried")
+        return _nothing("retry-intervals", what, _when(intervals, tz), "no message was retried")
     bins = pd.cut(intervals["interval_minutes"], list(_INTERVAL_EDGES), right=False, labels=list(_INTERVAL_LABELS))
     cause = intervals["cause"].astype(object).fillna("unknown")
     table = pd.crosstab(bins, cause).reindex(index=list(_INTERVAL_LABELS), fill_value=0)
@@ -290,11 +294,11 @@ def plot_retry_intervals(intervals: pd.DataFrame, *, top: int = TOP_CAUSES) -> F
     ax.set_xticks(np.arange(len(_INTERVAL_LABELS)) + 0.5, labels=list(_INTERVAL_LABELS), rotation=45, ha="right")
     ax.set_xlabel("Minutes between two attempts of a message+recipient (unless marked h = hours)")
     ax.set_ylabel("Retries")
-    _title(ax, what, _when(intervals))
+    _title(ax, what, _when(intervals, tz))
     return fig
 
 
-def plot_journey(journey: pd.DataFrame, *, top: int = TOP_ROWS) -> Figure:
+def plot_journey(journey: pd.DataFrame, *, top: int = TOP_ROWS, tz: str | None = None) -> Figure:
     """One message's events on a time axis, one row per recipient (top N by events, then "other recipients"),
     deferrals as circles, failures as crosses, deliveries as squares, coloured by cause (from ``message_journey``).
     """
@@ -302,7 +306,7 @@ def plot_journey(journey: pd.DataFrame, *, top: int = TOP_ROWS) -> Figure:
     what = f"Journey of message {_short(message)}" if message else "Journey of one message"
     dated = journey[journey["timestamp"].notna()] if len(journey) else journey
     if dated.empty:
-        return _nothing("message-journey", what, _when(journey), "no dated event of this message in the trace")
+        return _nothing("message-journey", what, _when(journey, tz), "no dated event of this message in the trace")
     recipients = dated["recipient"].astype(object).fillna("(no recipient)")
     ranked = list(recipients.value_counts(sort=False).sort_values(ascending=False, kind="stable").index[:top])
     row_names = [*(_short(r) for r in ranked)]
@@ -325,21 +329,22 @@ def plot_journey(journey: pd.DataFrame, *, top: int = TOP_ROWS) -> Figure:
     ax.set_yticks(range(len(row_names)), labels=row_names[::-1])
     ax.set_ylim(-0.7, len(row_names) - 0.3)
     ax.grid(axis="x", color="#EEEEEE")
-    _date_axis(ax)
+    _date_axis(ax, tz)
     present = set(dated["cause"].dropna().astype(str))
     handles += [Patch(facecolor=CAUSE_COLORS[c], label=c) for c in CAUSES if c in present]
     ax.legend(handles=handles, title="event / cause", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
               title_fontsize=9, frameon=False)
-    _title(ax, what, _when(journey))
+    _title(ax, what, _when(journey, tz))
     return fig
 
 
-def plot_source_ranges(rates: pd.DataFrame, *, top: int = TOP_DOMAINS) -> Figure:
+def plot_source_ranges(rates: pd.DataFrame, *, top: int = TOP_DOMAINS, tz: str | None = None) -> Figure:
     """Deferral rate per Exchange Online source range (top N by attempts, then "other"), bars in the colour of the
     range's dominant deferral cause, from :func:`analysis.summaries.tables.deferral_rate_by_source_range`."""
     what = "Deferral rate by Exchange Online source range"
     if rates.empty or not rates["attempts"].sum():
-        return _nothing("source-ranges", what, _when(rates), "no delivery attempt with an Exchange Online source IP")
+        why = "no delivery attempt with an Exchange Online source IP"
+        return _nothing("source-ranges", what, _when(rates, tz), why)
     key = "source_range" if "source_range" in rates.columns else "published"
     ranked = rates.sort_values(["attempts", "deferred"], ascending=False, kind="stable")
     shown = ranked.head(top)
@@ -370,7 +375,7 @@ def plot_source_ranges(rates: pd.DataFrame, *, top: int = TOP_DOMAINS) -> Figure
     ax.legend(handles=[Patch(facecolor=CAUSE_COLORS[c], label=c) for c in causes if c in CAUSE_COLORS],
               title="dominant cause", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
               title_fontsize=9, frameon=False)
-    _title(ax, what, _when(rates))
+    _title(ax, what, _when(rates, tz))
     return fig
 
 

@@ -36,6 +36,7 @@ from IPython.display import HTML, Image, display
 
 import analysis
 from analysis.charts.figures import save
+from analysis.core.zones import DEFAULT_ZONE, display_zone, set_display_zone, zone_name
 from analysis.io.write import write_table
 from analysis.reference.endpoints import Endpoints
 
@@ -253,51 +254,6 @@ class View:
         self._stale = False
         banner = [HTML(out_of_date_html(self.out_of_date))] if self.out_of_date else []
         self.saved_copy.update(HTML(saved_copy_html([*banner, *self.static()])))
-
-
-# ---------------------------------------------------------------- display time zone
-
-DEFAULT_ZONE = "UTC"
-_ZONE = [DEFAULT_ZONE]  # the zone tables and time windows of this kernel show times in
-_ZONE_CALLBACKS: list[weakref.WeakMethod] = []
-
-
-def zone_name(name: str) -> str:
-    """``name`` checked as an IANA time zone ("UTC", "Europe/Berlin"); ValueError in one line otherwise."""
-    text = str(name).strip()
-    try:
-        zoneinfo.ZoneInfo(text)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {text!r}: expected an IANA name such as UTC or Europe/Berlin") from None
-    return text
-
-
-def display_zone() -> str:
-    """The time zone every table and time window shows times in (UTC unless :func:`set_display_zone` changed it)."""
-    return _ZONE[0]
-
-
-def set_display_zone(name: str) -> str:
-    """Show times in ``name`` from now on; the views that registered with :func:`on_zone_change` redraw."""
-    _ZONE[0] = zone_name(name)
-    alive = [ref for ref in _ZONE_CALLBACKS if ref() is not None]
-    _ZONE_CALLBACKS[:] = alive
-    for ref in alive:
-        ref()()
-    return _ZONE[0]
-
-
-def on_zone_change(method: Callable[[], None]) -> None:
-    """Call the bound ``method`` after every change of the display zone (held weakly: views may go away)."""
-    _ZONE_CALLBACKS.append(weakref.WeakMethod(method))
-
-
-def in_zone(stamp: Any, tz: str | None = None) -> pd.Timestamp | None:
-    """``stamp`` (UTC when naive) in the display zone (or ``tz``); None stays None."""
-    if stamp is None or pd.isna(stamp):
-        return None
-    value = pd.Timestamp(stamp)
-    return (value if value.tzinfo else value.tz_localize("UTC")).tz_convert(tz or display_zone())
 
 
 # ---------------------------------------------------------------- safe HTML

@@ -21,19 +21,17 @@ from analysis.audit.allowlist import FORMATS, AllowListAudit, audit_allowlist
 from analysis.charts.figures import plot_journey
 from analysis.core.errors import AllowListError, EndpointsError
 from analysis.core.schema import STRING
+from analysis.core.zones import display_zone, in_zone, on_zone_change
 from analysis.reference.endpoints import Endpoints
 from analysis.report.findings import remedy_table
 from analysis.report.proof import telling_messages, with_source_ranges
 from analysis.summaries.tables import message_journey, message_timelines, top_replies
 from analysis.ui.core import (
     View,
-    display_zone,
     download_html,
     export_text,
     figure_png,
-    in_zone,
     message_html,
-    on_zone_change,
     png_image,
     recall,
     remember,

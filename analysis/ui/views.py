@@ -23,21 +23,19 @@ from analysis.backends.operations import row_count
 from analysis.backends.rows import columns_of, first_rows
 from analysis.core.errors import ExoDeferralsError, TraceLoadError
 from analysis.core.schema import empty_events
+from analysis.core.zones import display_zone, in_zone, on_zone_change
 from analysis.io.loader import TRACE_SUFFIXES, LoadReport
 from analysis.store.ingest import open_trace
 from analysis.summaries.tables import summarize_causes
 from analysis.ui.core import (
     View,
     chart_downloads_html,
-    display_zone,
     download_html,
     export_table,
     figure_png,
     headless,
-    in_zone,
     lines_html,
     message_html,
-    on_zone_change,
     out_of_date_text,
     png_image,
     recall,
@@ -560,7 +558,7 @@ class WindowChart(View):
                     *([table_view.widget] if table_view is not None else [])]
         self.widget = widgets.VBox(children).add_class("exo-window-chart")
         window.observe(lambda start, end: self.refresh())
-        on_zone_change(self._recaption)
+        on_zone_change(self.refresh)  # the caption, the chart's axis and title follow the zone
         self.refresh()
 
     def refresh(self) -> None:
@@ -586,13 +584,15 @@ class WindowChart(View):
 class TableView(View):
     """A filterable, sortable, paged table with export of the filtered rows as guarded CSV.
 
-    ``columns`` limits the columns shown and exported; ``key_columns`` come first (so they show without scrolling
-    sideways at 1440 px), the others after them in their order. The table scrolls sideways inside its own box,
-    never the controls above it. Properties: ``data`` (settable), ``filter_text``,
-    ``filter_column`` (None: any text column), ``sort_by``, ``ascending``, ``page``, ``page_size``; read-only
-    ``filtered`` (all rows passing the filter, sorted), ``visible`` (the rows of the current page), ``pages``,
-    ``matches`` (rows passing the filter), ``last_export``. ``export()`` writes the filtered rows (also the
-    Export button) and shows a download link.
+    ``columns`` limits the columns offered; ``key_columns`` come first (so they show without scrolling sideways at
+    1440 px), the others after them in their order. The "Columns shown" chooser (collapsed under the table) hides
+    and shows columns; hidden columns are remembered by name, so a column new to the data shows. The table scrolls
+    sideways inside its own box, never the controls above it. Properties: ``data`` (settable), ``filter_text``,
+    ``filter_column`` (None: any text column), ``sort_by``, ``ascending``, ``page``, ``page_size``,
+    ``shown_columns`` (settable); read-only ``filtered`` (all rows passing the filter, sorted, every column),
+    ``visible`` (the shown columns of the rows of the current page), ``pages``, ``matches`` (rows passing the
+    filter), ``last_export``. ``export()`` writes the filtered rows with the shown columns (also the Export button)
+    and shows a download link.
 
     ``data`` may be a Dask DataFrame or a store: the filter then runs on the cluster and ``filtered`` holds the
     first ``max_rows`` matching rows in table order (sorting and export work on those; the page line says so).
@@ -614,7 +614,9 @@ class TableView(View):
         self._filtered = self._data
         self.matches = 0
         state = recall(name, {"filter_text": filter_text, "filter_column": filter_column or ALL,
-                              "sort_by": sort_by or ALL, "ascending": ascending, "page_size": page_size})
+                              "sort_by": sort_by or ALL, "ascending": ascending, "page_size": page_size,
+                              "hidden_columns": []})
+        self._hidden = [str(c) for c in state["hidden_columns"]]
         self.heading = widgets.HTML(_heading(title))
         self.filter_box = widgets.Text(value=state["filter_text"], description="Filter", placeholder="contains…",
                                        continuous_update=False)
@@ -633,6 +635,12 @@ class TableView(View):
         self.export_button = widgets.Button(description="Export CSV", icon="download",
                                             tooltip="write the filtered rows as CSV")
         self.export_link = widgets.HTML()
+        self.columns_box = widgets.SelectMultiple(description="Show", rows=8,
+                                                  layout=widgets.Layout(width="420px"))
+        columns_help = widgets.HTML(message_html(
+            "Ctrl-click (⌘-click) to show or hide a column; Shift-click for a run.", "info"))
+        self.columns_panel = widgets.Accordion(children=[widgets.VBox([columns_help, self.columns_box])],
+                                               titles=("Columns shown",), selected_index=None)
         self._page = 1
         self._set_columns(state["filter_column"], state["sort_by"])
         self.widget = widgets.VBox([
@@ -642,10 +650,12 @@ class TableView(View):
             self.table,
             widgets.HBox([self.previous_button, self.page_label, self.next_button, self.export_button]),
             self.export_link,
+            self.columns_panel,
         ]).add_class("exo-table-view")
         for box in (self.filter_box, self.column_box, self.sort_box, self.order_box):
             box.observe(self._refilter, names="value")
         self.size_box.observe(self._resize, names="value")
+        self.columns_box.observe(self._rechoose, names="value")
         self.previous_button.on_click(lambda _: setattr(self, "page", self._page - 1))
         self.next_button.on_click(lambda _: setattr(self, "page", self._page + 1))
         self.export_button.on_click(lambda _: self._export_clicked())
@@ -707,6 +717,18 @@ class TableView(View):
         self.size_box.value = value
 
     @property
+    def shown_columns(self) -> list[str]:
+        return list(self.columns_box.value)
+
+    @shown_columns.setter
+    def shown_columns(self, names: Sequence[str]) -> None:
+        offered = [str(c) for c in self._data.columns]
+        unknown = [str(n) for n in names if str(n) not in offered]
+        if unknown:
+            raise ValueError(f"no column {', '.join(unknown)}: expected some of {', '.join(offered)}")
+        self.columns_box.value = tuple(c for c in offered if c in {str(n) for n in names})
+
+    @property
     def page(self) -> int:
         return self._page
 
@@ -725,11 +747,12 @@ class TableView(View):
 
     @property
     def visible(self) -> pd.DataFrame:
-        return page_rows(self._filtered, self._page, self.page_size)
+        return page_rows(self._filtered[self.shown_columns], self._page, self.page_size)
 
     def export(self, directory: str | os.PathLike[str] | None = None) -> Path:
-        """Write the filtered rows (all pages) as guarded CSV; returns the file and shows a download link."""
-        self.last_export = export_table(self._filtered, self.title or self.name or "table",
+        """Write the filtered rows (all pages, the shown columns) as guarded CSV; returns the file and shows a
+        download link."""
+        self.last_export = export_table(self._filtered[self.shown_columns], self.title or self.name or "table",
                                         directory or self.export_dir)
         self.export_link.value = download_html(self.last_export)
         return self.last_export
@@ -755,6 +778,12 @@ class TableView(View):
 
     def _set_columns(self, filter_column: str, sort_by: str) -> None:
         columns = [str(c) for c in self._data.columns]
+        self._choosing = True  # offering new columns is not the user hiding any
+        try:  # first: the boxes below redraw the table, with the shown columns of this data
+            self.columns_box.options = columns
+            self.columns_box.value = tuple(c for c in columns if c not in self._hidden)
+        finally:
+            self._choosing = False
         self.column_box.options = [("any column", ALL)] + [(c, c) for c in columns]
         self.column_box.value = filter_column if filter_column in columns else ALL
         self.sort_box.options = [("(as is)", ALL)] + [(c, c) for c in columns]
@@ -776,6 +805,16 @@ class TableView(View):
                  sort_by=self.sort_box.value, ascending=self.ascending, page_size=self.page_size)
         self._render()
 
+    def _rechoose(self, change: dict) -> None:
+        if self._choosing:
+            return
+        offered = list(self.columns_box.options)
+        shown = set(self.columns_box.value)
+        # columns of other data hidden earlier stay hidden; of this data, what the user left out
+        self._hidden = [c for c in self._hidden if c not in offered] + [c for c in offered if c not in shown]
+        remember(self.name, hidden_columns=self._hidden)
+        self._render()
+
     def _resize(self, change: dict) -> None:
         remember(self.name, page_size=self.page_size)
         self.page = 1
@@ -783,7 +822,8 @@ class TableView(View):
     def _render(self) -> None:
         rows = len(self._filtered)
         first = (self._page - 1) * self.page_size
-        self.table.value = table_html(self.visible, empty="no rows match")
+        self.table.value = table_html(self.visible, empty="no rows match") if self.shown_columns else \
+            message_html("No column is shown: pick some under \"Columns shown\" below.", "warning")
         shown = f"rows {first + 1:,}–{min(first + self.page_size, rows):,} of {rows:,}" if rows else "0 rows"
         if self.matches > rows:
             shown += f", the first {rows:,} of {self.matches:,} matching rows in trace order (filter to narrow)"
