@@ -91,14 +91,22 @@ def client():
 
 
 @pytest.fixture(scope="session")
-def sample_store(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sample_store(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The sample ingested by the command a user runs (``exo-deferrals ingest``), cut into several partitions; the
-    tests only read it."""
+    tests only read it. Made once per run: pytest-xdist workers share it (pytest-xdist's documented recipe, the
+    first worker to ask ingests while the other waits on the lock; pytest empties --basetemp at each run)."""
     pytest.importorskip("distributed")
+    from filelock import FileLock
+
+    from analysis.backends.store import STORE_MANIFEST
     from analysis.cli import main
 
-    store = tmp_path_factory.mktemp("sample-store") / "store"
-    assert main(["ingest", str(sample_dir), "--store", str(store), "--partition-rows", "1200"]) == 0
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
+    store = shared / "sample-store" / "store"
+    with FileLock(str(shared / "sample-store.lock")):
+        if not (store / STORE_MANIFEST).is_file():
+            assert main(["ingest", str(sample_dir), "--store", str(store), "--partition-rows", "1200"]) == 0
     return store
 
 
