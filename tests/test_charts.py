@@ -135,6 +135,8 @@ def test_charts_follow_the_chosen_time_zone():
     assert "2026-11-16 03:00" in chosen.get_title(loc="left") and chosen.get_xlabel() == "Time (America/New_York)"
     assert "at 2026-11-20 07:00 America/New_York" in ages.axes[0].get_title(loc="left")
     assert plot_trend(hours).axes[0].get_xlabel() == "Time (UTC)"
+    with pytest.raises(ValueError, match=r"^unknown time zone 'Mars/Olympus': expected an IANA name"):
+        plot_trend(hours, tz="Mars/Olympus")
 
 
 def test_trend_keeps_the_top_causes_and_sums_the_rest():

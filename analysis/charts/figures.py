@@ -28,7 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from analysis.core.schema import CAUSES
-from analysis.core.zones import display_zone, in_zone
+from analysis.core.zones import display_zone, in_zone, zone_name
 from analysis.summaries.tables import AGE_BUCKETS, IMPACT_WEIGHTS
 
 __all__ = [
@@ -84,10 +84,15 @@ def _short(text: Any) -> str:
     return _escape(text if len(text) <= _LABEL_CHARS else text[:_LABEL_CHARS - 1] + "…")
 
 
+def _zone(tz: str | None) -> str:
+    """``tz`` checked (ValueError in one line for a name that is no time zone), else the display zone."""
+    return zone_name(tz) if tz else display_zone()
+
+
 def _span(start: Any, end: Any, tz: str | None) -> str:
     if start is None or end is None or pd.isna(start) or pd.isna(end):
         return "time span unknown"
-    zone = tz or display_zone()
+    zone = _zone(tz)
     return f"{in_zone(start, zone):%Y-%m-%d %H:%M} – {in_zone(end, zone):%Y-%m-%d %H:%M} {zone}"
 
 
@@ -119,7 +124,7 @@ def _cause_color(cause: Any) -> str:
 
 
 def _date_axis(ax: Axes, tz: str | None) -> None:
-    zone = tz or display_zone()
+    zone = _zone(tz)
     locator = mdates.AutoDateLocator(tz=zoneinfo.ZoneInfo(zone))
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=zoneinfo.ZoneInfo(zone)))
@@ -246,7 +251,7 @@ def plot_queue_ages(ages: pd.DataFrame, *, top: int = TOP_ROWS, tz: str | None =
     """qshape heat map from :func:`analysis.summaries.tables.queue_ages`: pending message+recipients per domain (top N,
     then "other") and age bucket, counts written in the cells; column labels carry the column totals."""
     now = ages.attrs.get("now")
-    zone = tz or display_zone()
+    zone = _zone(tz)
     when = "at " + (f"{in_zone(now, zone):%Y-%m-%d %H:%M} {zone}" if now is not None else "an unknown time")
     total = int(ages.loc["TOTAL", "T"]) if "TOTAL" in ages.index else 0
     what = f"Still pending {when}: {total:,} message+recipients by age since first deferral"
