@@ -747,7 +747,7 @@ class TableView(View):
 
     @property
     def visible(self) -> pd.DataFrame:
-        return page_rows(self._filtered[self.shown_columns], self._page, self.page_size)
+        return page_rows(self._filtered, self._page, self.page_size)[self.shown_columns]  # one page copied
 
     def export(self, directory: str | os.PathLike[str] | None = None) -> Path:
         """Write the filtered rows (all pages, the shown columns) as guarded CSV; returns the file and shows a
