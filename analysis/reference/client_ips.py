@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from analysis.core.columns import map_unique
 from analysis.core.errors import ExoDeferralsError
 from analysis.core.schema import STRING
 from analysis.reference.replies import parse_replies
+from analysis.reference.rules_file import rule_entries
 
 __all__ = ["ClientIpPattern", "client_ips", "load_patterns"]
 
@@ -46,21 +45,15 @@ def load_patterns(path: str | Path | None = None) -> tuple[ClientIpPattern, ...]
     """The patterns of ``path`` (default: the file shipped in the package), validated."""
     if path is None:
         return _shipped()
-    return _parse(Path(path).read_text(encoding="utf-8"), str(path))
+    return _parse(*rule_entries(path, "client_ip_patterns.toml", "pattern"))
 
 
 @lru_cache(maxsize=1)
 def _shipped() -> tuple[ClientIpPattern, ...]:
-    text = resources.files("analysis.reference").joinpath("data", "client_ip_patterns.toml").read_text(
-        encoding="utf-8")
-    return _parse(text, "analysis/reference/data/client_ip_patterns.toml")
+    return _parse(*rule_entries(None, "client_ip_patterns.toml", "pattern"))
 
 
-def _parse(text: str, where: str) -> tuple[ClientIpPattern, ...]:
-    try:
-        entries = tomllib.loads(text).get("pattern", [])
-    except tomllib.TOMLDecodeError as exc:
-        raise ExoDeferralsError(f"{where}: not valid TOML: {exc}") from None
+def _parse(entries: list[dict], where: str) -> tuple[ClientIpPattern, ...]:
     out = []
     for n, entry in enumerate(entries, 1):
         name, regex, source = entry.get("name"), entry.get("regex"), entry.get("source")

@@ -8,11 +8,9 @@ and each distinct reply is examined once.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.core.errors import ExoDeferralsError
+from analysis.reference.rules_file import rule_entries
 
 __all__ = ["Fingerprint", "identify_gateways", "load_fingerprints"]
 
@@ -42,20 +41,15 @@ def load_fingerprints(path: str | Path | None = None) -> tuple[Fingerprint, ...]
     """The fingerprints of ``path`` (default: the file shipped in the package), validated."""
     if path is None:
         return _shipped()
-    return _parse(Path(path).read_text(encoding="utf-8"), str(path))
+    return _parse(*rule_entries(path, "gateways.toml", "gateway"))
 
 
 @lru_cache(maxsize=1)
 def _shipped() -> tuple[Fingerprint, ...]:
-    text = resources.files("analysis.reference").joinpath("data", "gateways.toml").read_text(encoding="utf-8")
-    return _parse(text, "analysis/reference/data/gateways.toml")
+    return _parse(*rule_entries(None, "gateways.toml", "gateway"))
 
 
-def _parse(text: str, where: str) -> tuple[Fingerprint, ...]:
-    try:
-        entries = tomllib.loads(text).get("gateway", [])
-    except tomllib.TOMLDecodeError as exc:
-        raise ExoDeferralsError(f"{where}: not valid TOML: {exc}") from None
+def _parse(entries: list[dict], where: str) -> tuple[Fingerprint, ...]:
     out = []
     for n, entry in enumerate(entries, 1):
         def fail(problem: str, n: int = n) -> ExoDeferralsError:
